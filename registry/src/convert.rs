@@ -1,0 +1,354 @@
+//! Library side of `mmcompat convert <ckpt> -o <out.pth | out.safetensors>`: read a checkpoint
+//! safely, choose or apply adapters, write a clean `{meta, state_dict}` checkpoint that the stock
+//! `mmdet.apis.init_detector(student_cfg, out)` loads with no missing and no unexpected keys.
+//!
+//! `meta` is kept (mmyolo's `rtmdet_to_mmyolo.py` loses it, MMRazor's converter keeps the
+//! distillation config in it); when the student config is known, `meta.cfg` is rewritten to it, so
+//! that `DetInferencer(weights=out)` without a config rebuilds the student, not the distillation
+//! algorithm (behaviour.md §3.4, "Trap"). Tensor bytes are read only for the tensors written.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::adapter::chain::{apply_named, choose_chain, Chain, ExpectedKeys, NoFit};
+use crate::adapter::{
+    apply_tensor_ops, AdapterError, AdapterOptions, AdapterSet, CheckpointView, EmaChoice, Level,
+    Report,
+};
+use crate::checkpoint::{write_pth, write_safetensors, Checkpoint, CheckpointError, TensorData};
+use crate::config::{Config, Value};
+
+/// What `mmcompat convert` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct ConvertOptions {
+    /// The student's resolved config (`--config`), used for adapter detection and `meta.cfg`.
+    pub config: Option<Config>,
+    /// Adapters to apply in this order (`--adapter NAME`...); empty = choose automatically.
+    pub adapters: Vec<String>,
+    /// Extra adapter files (`--adapters FILE`: `.toml` declarative or a dynamic library).
+    pub adapter_files: Vec<PathBuf>,
+    /// Also load `$XDG_CONFIG_HOME/mmcompat/adapters/*.toml`.
+    pub user_adapters: bool,
+    /// Scope for detection (`--scope`), overriding the config's `default_scope`.
+    pub scope: Option<String>,
+    /// `--ema` / `--no-ema`.
+    pub ema: EmaChoice,
+    /// The model's expected keys, when a backend can say; then the chain must match them.
+    pub expected: Option<ExpectedKeys>,
+}
+
+/// Output container, from the output file's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutFormat {
+    Pth,
+    Safetensors,
+}
+
+impl OutFormat {
+    pub fn from_path(path: &Path) -> OutFormat {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+        {
+            OutFormat::Safetensors
+        } else {
+            OutFormat::Pth
+        }
+    }
+}
+
+/// What was done.
+#[derive(Debug, Clone)]
+pub struct ConvertReport {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub format: OutFormat,
+    pub adapters: Vec<String>,
+    /// Whether the chain was chosen automatically (else given with `--adapter`).
+    pub automatic: bool,
+    pub report: Report,
+    pub tensors: usize,
+    pub bytes: u64,
+    /// `meta.cfg` replaced by the student config.
+    pub meta_cfg_rewritten: bool,
+}
+
+impl fmt::Display for ConvertReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} → {} ({:?}, {} tensors, {} bytes)",
+            self.input.display(),
+            self.output.display(),
+            self.format,
+            self.tensors,
+            self.bytes
+        )?;
+        writeln!(
+            f,
+            "chain chosen {}",
+            if self.automatic {
+                "automatically"
+            } else {
+                "by --adapter"
+            }
+        )?;
+        f.write_str(&self.report.render())?;
+        if self.meta_cfg_rewritten {
+            writeln!(f, "meta.cfg: rewritten to the student config")?;
+        } else {
+            writeln!(
+                f,
+                "meta.cfg: kept (pass --config to store the student config)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
+    #[error("{0}")]
+    NoFit(Box<NoFit>),
+    #[error(
+        "several adapters apply with high confidence: {}; choose with --adapter NAME",
+        .candidates.iter().map(|(n, r)| format!("{n} ({r})")).collect::<Vec<_>>().join(", ")
+    )]
+    Ambiguous { candidates: Vec<(String, String)> },
+    #[error("{path}: the plan refers to {section}:{key}, which the checkpoint does not have")]
+    MissingTensor {
+        path: PathBuf,
+        section: String,
+        key: String,
+    },
+}
+
+/// Converts with the adapters linked into this binary (plus `options.adapter_files`).
+pub fn run(
+    ckpt_path: impl AsRef<Path>,
+    out_path: impl AsRef<Path>,
+    options: &ConvertOptions,
+) -> Result<ConvertReport, ConvertError> {
+    let mut set = AdapterSet::from_inventory()?;
+    for f in &options.adapter_files {
+        set.load_path(f)?;
+    }
+    if options.user_adapters {
+        set.load_user_dir()?;
+    }
+    run_with(ckpt_path, out_path, options, &set)
+}
+
+/// The config as adapters see it (JSON), with `--scope` as its `default_scope`.
+fn config_json(options: &ConvertOptions) -> Option<serde_json::Value> {
+    let mut j = options.config.as_ref().map(Config::to_json)?;
+    if let (Some(scope), Some(obj)) = (&options.scope, j.as_object_mut()) {
+        obj.insert(
+            "default_scope".to_owned(),
+            serde_json::Value::String(scope.clone()),
+        );
+    }
+    Some(j)
+}
+
+/// Without expected keys: repeatedly take the one adapter that detects itself with HIGH
+/// confidence on the current keys (e.g. `mmrazor.kd_student`, then a layout adapter when the
+/// config names the other layout's model). Two high candidates at once is an error.
+fn greedy_chain(
+    view: &CheckpointView,
+    config: Option<&serde_json::Value>,
+    set: &AdapterSet,
+    options: &AdapterOptions,
+) -> Result<Chain, ConvertError> {
+    let mut names: Vec<String> = Vec::new();
+    let mut chain = apply_named(view, &[], set, options, config)?;
+    for _ in 0..4 {
+        let current = chain.mapping.as_view(view);
+        let high: Vec<(String, String)> = set
+            .iter()
+            .filter(|(a, _)| !names.iter().any(|n| n == a.name()))
+            .filter_map(|(a, _)| {
+                let c = a.detect(&current, config);
+                (c.level == Level::High).then(|| (a.name().to_owned(), c.reason))
+            })
+            .collect();
+        match high.len() {
+            0 => break,
+            1 => names.push(high[0].0.clone()),
+            _ => return Err(ConvertError::Ambiguous { candidates: high }),
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        chain = apply_named(view, &refs, set, options, config)?;
+    }
+    Ok(chain)
+}
+
+/// [`run`] with a given adapter set.
+pub fn run_with(
+    ckpt_path: impl AsRef<Path>,
+    out_path: impl AsRef<Path>,
+    options: &ConvertOptions,
+    set: &AdapterSet,
+) -> Result<ConvertReport, ConvertError> {
+    let (ckpt_path, out_path) = (ckpt_path.as_ref(), out_path.as_ref());
+    let ck = Checkpoint::open(ckpt_path)?;
+    let view = CheckpointView::from_checkpoint(&ck);
+    let config = config_json(options);
+    let adapter_options = AdapterOptions {
+        ema: options.ema,
+        ..Default::default()
+    };
+    let automatic = options.adapters.is_empty();
+    let chain = if !automatic {
+        let names: Vec<&str> = options.adapters.iter().map(String::as_str).collect();
+        apply_named(&view, &names, set, &adapter_options, config.as_ref())?
+    } else if let Some(expected) = &options.expected {
+        choose_chain(&view, config.as_ref(), expected, set, &adapter_options)
+            .map_err(|e| ConvertError::NoFit(Box::new(e)))?
+    } else {
+        greedy_chain(&view, config.as_ref(), set, &adapter_options)?
+    };
+    let mapping = &chain.mapping;
+
+    let mut tensors: Vec<(String, TensorData<'_>)> = Vec::with_capacity(mapping.tensors.len());
+    for t in &mapping.tensors {
+        let missing = || ConvertError::MissingTensor {
+            path: ckpt_path.to_path_buf(),
+            section: t.section.clone(),
+            key: t.source_key.clone(),
+        };
+        let info = ck
+            .section(&t.section)
+            .and_then(|s| s.tensors.get(&t.source_key))
+            .ok_or_else(missing)?;
+        let bytes = ck.tensor_bytes(info)?;
+        let (dtype, shape, data) = apply_tensor_ops(info.dtype, &info.shape, bytes, &t.ops)?;
+        tensors.push((t.key.clone(), TensorData::new(dtype, shape, data)));
+    }
+
+    let mut meta = match view.meta.clone() {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    let meta_cfg_rewritten = match &options.config {
+        Some(cfg) => {
+            meta.insert(
+                "cfg".to_owned(),
+                serde_json::Value::String(python_config_text(cfg)),
+            );
+            true
+        }
+        None => false,
+    };
+    let meta = serde_json::Value::Object(meta);
+    let format = OutFormat::from_path(out_path);
+    match format {
+        OutFormat::Pth => write_pth(out_path, &tensors, Some(&meta))?,
+        OutFormat::Safetensors => write_safetensors(out_path, &tensors, Some(&meta))?,
+    }
+    let bytes = std::fs::metadata(out_path).map(|m| m.len()).unwrap_or(0);
+    tracing::info!(input = %ckpt_path.display(), output = %out_path.display(), adapters = ?chain.adapters, "converted");
+    Ok(ConvertReport {
+        input: ckpt_path.to_path_buf(),
+        output: out_path.to_path_buf(),
+        format,
+        adapters: chain.adapters.clone(),
+        automatic,
+        report: Report::new(&view, mapping),
+        tensors: tensors.len(),
+        bytes,
+        meta_cfg_rewritten,
+    })
+}
+
+/// The config as Python source, one `name = value` per top-level key: what `meta['cfg']` holds
+/// (mmengine stores `cfg.pretty_text`, `runner.py: save_checkpoint`) and what
+/// `Config.fromstring(text, '.py')` reads back. Tuples stay tuples.
+pub fn python_config_text(cfg: &Config) -> String {
+    let mut out = String::new();
+    for (k, v) in cfg.tree() {
+        out.push_str(k);
+        out.push_str(" = ");
+        python_literal(v, &mut out);
+        out.push('\n');
+    }
+    out
+}
+
+const PY_KEYWORDS: &[&str] = &[
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
+    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+    "with", "yield",
+];
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+        && !PY_KEYWORDS.contains(&s)
+}
+
+fn python_str(s: &str, out: &mut String) {
+    // A JSON string literal is a valid Python string literal (same escapes, \uXXXX included).
+    out.push_str(&serde_json::Value::String(s.to_owned()).to_string());
+}
+
+/// Writes `v` as a Python literal (`dict(...)` when every key is an identifier, like mmengine's
+/// pretty_text).
+pub fn python_literal(v: &Value, out: &mut String) {
+    match v {
+        Value::None => out.push_str("None"),
+        Value::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
+        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Float(f) if f.is_nan() => out.push_str("float('nan')"),
+        Value::Float(f) if f.is_infinite() => out.push_str(if *f > 0.0 {
+            "float('inf')"
+        } else {
+            "float('-inf')"
+        }),
+        Value::Float(f) => {
+            let s = format!("{f:?}");
+            out.push_str(&s);
+        }
+        Value::Str(s) => python_str(s, out),
+        Value::List(items) | Value::Tuple(items) => {
+            let tuple = matches!(v, Value::Tuple(_));
+            out.push(if tuple { '(' } else { '[' });
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_literal(item, out);
+            }
+            if tuple && items.len() == 1 {
+                out.push(',');
+            }
+            out.push(if tuple { ')' } else { ']' });
+        }
+        Value::Dict(d) => {
+            let as_call = d.keys().all(|k| is_identifier(k));
+            out.push_str(if as_call { "dict(" } else { "{" });
+            for (i, (k, val)) in d.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                if as_call {
+                    out.push_str(k);
+                    out.push('=');
+                } else {
+                    python_str(k, out);
+                    out.push_str(": ");
+                }
+                python_literal(val, out);
+            }
+            out.push_str(if as_call { ")" } else { "}" });
+        }
+    }
+}

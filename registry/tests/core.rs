@@ -1,0 +1,6 @@
+//! The core crate's one integration-test binary (no libtorch: builds in seconds).
+
+mod adapters;
+mod checkpoint;
+mod config;
+mod scoped;

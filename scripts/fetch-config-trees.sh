@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Fetches the config corpus for `cargo test -p mmcompat-registry` (registry/tests/config.rs):
+# the mmdet 3.3.0, mmyolo 0.6.0 and mmrazor 1.0.0 wheels (pip download --no-deps, a few MB) into
+# .cache/wheels, and their `<pkg>/.mim/configs` trees unzipped into .cache/configs/<pkg>.
+# Idempotent and quick when already present. .cache is git-ignored.
+# Needs: python3 with pip (for the download) — or the wheels already in .cache/wheels.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+wheels=$root/.cache/wheels
+configs=$root/.cache/configs
+mkdir -p "$wheels" "$configs"
+
+specs=("mmdet==3.3.0" "mmyolo==0.6.0" "mmrazor==1.0.0")
+for spec in "${specs[@]}"; do
+  pkg=${spec%%==*}
+  ver=${spec##*==}
+  stamp=$configs/$pkg/.mmcompat-$ver
+  if [ -f "$stamp" ]; then continue; fi
+  wheel=$(ls "$wheels"/"$pkg"-"$ver"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$wheel" ]; then
+    echo "downloading $spec" >&2
+    python3 -m pip download -q --no-deps --only-binary=:all: --dest "$wheels" "$spec"
+    wheel=$(ls "$wheels"/"$pkg"-"$ver"-*.whl | head -n1)
+  fi
+  rm -rf "$configs/$pkg"
+  mkdir -p "$configs/$pkg"
+  # Unzip only <pkg>/.mim/configs/** and strip that prefix (python's zipfile: no unzip needed).
+  python3 - "$wheel" "$pkg" "$configs/$pkg" <<'EOF'
+import os, sys, zipfile
+wheel, pkg, dest = sys.argv[1:]
+prefix = f"{pkg}/.mim/configs/"
+n = 0
+with zipfile.ZipFile(wheel) as z:
+    for info in z.infolist():
+        if not info.filename.startswith(prefix) or info.is_dir():
+            continue
+        rel = info.filename[len(prefix):]
+        if ".." in rel.split("/"):
+            continue
+        out = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with z.open(info) as src, open(out, "wb") as dst:
+            dst.write(src.read())
+        n += 1
+print(f"{pkg}: {n} files", file=sys.stderr)
+EOF
+  touch "$stamp"
+done

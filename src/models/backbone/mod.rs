@@ -1,0 +1,3 @@
+//! Backbones.
+
+pub mod cspnext;

@@ -1,0 +1,189 @@
+//! mmdet's `RTMDetSepBNHead` (`mmdet/models/dense_heads/rtmdet_head.py`, on `RTMDetHead` →
+//! `ATSSHead` → `AnchorHead`: their keyword arguments are all accepted here). Weights live directly
+//! under `bbox_head.*`. Unlike mmyolo, the forward already multiplies the distances by the stride
+//! (`reg.exp() * stride` with `exp_on_reg`) and, with `with_objectness`, folds the objectness
+//! into the class logits (`inverse_sigmoid(sqrt(sigmoid(cls) * sigmoid(obj)))`).
+
+use serde::Deserialize;
+use serde_json::Value;
+use tch::Tensor;
+
+use crate::models::layers::conv_module::Fuse;
+
+use super::sep_bn::{PointGeneratorCfg, SepBnTowers, TowerSpec};
+use crate::models::cfg::{check_conv_cfg, join, parse_section, ActCfg, NormCfg};
+use crate::models::param::Ctx;
+use crate::models::ModelError;
+
+fn yes() -> bool {
+    true
+}
+fn one() -> i64 {
+    1
+}
+fn four() -> i64 {
+    4
+}
+fn c256() -> i64 {
+    256
+}
+fn yolo_bn() -> NormCfg {
+    NormCfg::bn(1e-3, 0.03)
+}
+fn silu() -> ActCfg {
+    ActCfg::named("SiLU")
+}
+
+/// Keyword arguments of `RTMDetSepBNHead` and its bases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MmdetSepBnHeadCfg {
+    #[serde(default, rename = "type")]
+    pub type_name: Option<String>,
+    #[serde(default, rename = "_scope_")]
+    pub scope: Option<String>,
+    pub num_classes: i64,
+    pub in_channels: i64,
+    #[serde(default = "yes")]
+    pub share_conv: bool,
+    #[serde(default)]
+    pub use_depthwise: bool,
+    #[serde(default = "yolo_bn")]
+    pub norm_cfg: NormCfg,
+    #[serde(default = "silu")]
+    pub act_cfg: ActCfg,
+    #[serde(default = "one")]
+    pub pred_kernel_size: i64,
+    #[serde(default)]
+    pub exp_on_reg: bool,
+    // RTMDetHead
+    #[serde(default = "yes")]
+    pub with_objectness: bool,
+    // ATSSHead
+    #[serde(default = "four")]
+    pub stacked_convs: i64,
+    #[serde(default)]
+    pub conv_cfg: Option<Value>,
+    #[serde(default)]
+    pub reg_decoded_bbox: Option<bool>,
+    #[serde(default)]
+    pub loss_centerness: Option<Value>,
+    #[serde(default)]
+    pub init_cfg: Option<Value>,
+    // AnchorHead
+    #[serde(default = "c256")]
+    pub feat_channels: i64,
+    #[serde(default)]
+    pub anchor_generator: Option<Value>,
+    #[serde(default)]
+    pub bbox_coder: Option<Value>,
+    #[serde(default)]
+    pub loss_cls: Option<Value>,
+    #[serde(default)]
+    pub loss_bbox: Option<Value>,
+    #[serde(default)]
+    pub train_cfg: Option<Value>,
+    #[serde(default)]
+    pub test_cfg: Option<Value>,
+}
+
+#[derive(Debug)]
+pub struct MmdetSepBnHead {
+    pub towers: SepBnTowers,
+    pub num_classes: i64,
+    pub prior_generator: PointGeneratorCfg,
+    pub exp_on_reg: bool,
+    pub with_objectness: bool,
+    pub in_channels: i64,
+}
+
+impl MmdetSepBnHead {
+    pub fn build(ctx: &Ctx, value: &Value, path: &str) -> Result<Self, ModelError> {
+        let cfg: MmdetSepBnHeadCfg = parse_section(value, "mmdet.RTMDetSepBNHead", path)?;
+        check_conv_cfg(&cfg.conv_cfg, path)?;
+        cfg.norm_cfg.validate(&join(path, "norm_cfg"))?;
+        let act = Some(cfg.act_cfg.to_act(&join(path, "act_cfg"))?);
+        let gpath = join(path, "anchor_generator");
+        let Some(gen) = &cfg.anchor_generator else {
+            return Err(ModelError::Unsupported {
+                what: "the default AnchorGenerator".into(),
+                path: gpath,
+                hint:
+                    "RTMDet configs set anchor_generator=dict(type='MlvlPointGenerator', offset=0, \
+                       strides=[8, 16, 32])"
+                        .into(),
+            });
+        };
+        let prior_generator = PointGeneratorCfg::parse(gen, &gpath)?;
+        // AnchorHead: `cls_out_channels = num_classes` with a sigmoid loss (the default
+        // CrossEntropyLoss has use_sigmoid=True), else num_classes + 1.
+        let use_sigmoid = match &cfg.loss_cls {
+            None => true,
+            Some(l) => l
+                .get("use_sigmoid")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        };
+        let cls_out = if use_sigmoid {
+            cfg.num_classes
+        } else {
+            cfg.num_classes + 1
+        };
+        let spec = TowerSpec {
+            levels: prior_generator.strides.len(),
+            in_channels: cfg.in_channels,
+            feat_channels: cfg.feat_channels,
+            stacked_convs: cfg.stacked_convs,
+            cls_out,
+            reg_out: 4,
+            pred_kernel: cfg.pred_kernel_size,
+            share_conv: cfg.share_conv,
+            use_depthwise: cfg.use_depthwise,
+            with_objectness: cfg.with_objectness,
+        };
+        let towers = SepBnTowers::new(ctx, spec, Some(&cfg.norm_cfg), act, path)?;
+        Ok(MmdetSepBnHead {
+            towers,
+            num_classes: cfg.num_classes,
+            prior_generator,
+            exp_on_reg: cfg.exp_on_reg,
+            with_objectness: cfg.with_objectness,
+            in_channels: cfg.in_channels,
+        })
+    }
+
+    pub fn fuse(&mut self, mode: Fuse) {
+        self.towers.fuse(mode);
+    }
+
+    /// `RTMDetSepBNHead.forward`.
+    pub fn forward(&self, feats: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>), tch::TchError> {
+        let mut cls_scores = Vec::with_capacity(feats.len());
+        let mut bbox_preds = Vec::with_capacity(feats.len());
+        for (i, x) in feats.iter().enumerate() {
+            let o = self.towers.forward_level(i, x)?;
+            let (stride, _) = self.prior_generator.strides[i].wh();
+            let mut cls = o.cls;
+            if let Some(obj) = o.obj {
+                // mmdet/models/utils/misc.py: sigmoid_geometric_mean, then
+                // mmdet/models/layers/transformer/utils.py: inverse_sigmoid(eps=1e-5).
+                let p = cls
+                    .f_sigmoid()?
+                    .f_mul(&obj.f_sigmoid()?)?
+                    .f_sqrt()?
+                    .f_clamp(0.0, 1.0)?;
+                let x1 = p.f_clamp_min(1e-5)?;
+                let x2 = p.f_neg()?.f_add_scalar(1.0)?.f_clamp_min(1e-5)?;
+                cls = x1.f_div(&x2)?.f_log()?;
+            }
+            let reg = if self.exp_on_reg {
+                o.reg.f_exp()?
+            } else {
+                o.reg
+            };
+            bbox_preds.push(reg.f_mul_scalar(stride)?);
+            cls_scores.push(cls);
+        }
+        Ok((cls_scores, bbox_preds))
+    }
+}

@@ -1,0 +1,180 @@
+//! mmdet's `CSPLayer` with `CSPNeXtBlock`s and `ChannelAttention`
+//! (`mmdet/models/layers/csp_layer.py`, `mmdet/models/layers/se_layer.py`); mmyolo imports the
+//! same classes. Only the `use_cspnext_block=True` form exists on the RTMDet path.
+
+use tch::Tensor;
+
+use crate::models::layers::conv_module::Fuse;
+
+use crate::models::cfg::{Act, NormCfg};
+use crate::models::layers::conv_module::{
+    AnyConv, Conv2d, ConvModule, ConvSpec, DepthwiseSeparableConvModule,
+};
+use crate::models::param::Ctx;
+
+/// `ChannelAttention(channels)`: global average pool → 1×1 conv `fc` (with bias) → hard sigmoid,
+/// multiplied onto the input.
+#[derive(Debug)]
+pub struct ChannelAttention {
+    pub fc: Conv2d,
+}
+
+impl ChannelAttention {
+    pub fn new(ctx: &Ctx, channels: i64) -> Self {
+        ChannelAttention {
+            fc: Conv2d::new(&ctx.sub("fc"), ConvSpec::new(channels, channels, 1), true),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
+        let pooled = x.f_adaptive_avg_pool2d([1, 1])?;
+        let gate = self.fc.forward(&pooled)?.f_hardsigmoid()?;
+        x.f_mul(&gate)
+    }
+}
+
+/// `CSPNeXtBlock(cin, cout, expansion, add_identity, use_depthwise, kernel_size=5)`:
+/// `conv1` 3×3 (depthwise-separable if `use_depthwise`), `conv2` depthwise-separable k×k.
+#[derive(Debug)]
+pub struct CspNextBlock {
+    pub conv1: AnyConv,
+    pub conv2: DepthwiseSeparableConvModule,
+    pub add_identity: bool,
+}
+
+/// Arguments shared by the CSP layers of one model.
+#[derive(Debug, Clone)]
+pub struct CspArgs<'c> {
+    pub norm: Option<&'c NormCfg>,
+    pub act: Option<Act>,
+    pub use_depthwise: bool,
+}
+
+impl CspNextBlock {
+    pub fn new(
+        ctx: &Ctx,
+        cin: i64,
+        cout: i64,
+        expansion: f64,
+        add_identity: bool,
+        a: &CspArgs,
+    ) -> Self {
+        let hidden = crate::models::cfg::py_int(cout as f64 * expansion);
+        let kernel = 5;
+        CspNextBlock {
+            conv1: AnyConv::new(
+                &ctx.sub("conv1"),
+                ConvSpec::new(cin, hidden, 3).padding(1),
+                a.norm,
+                a.act,
+                a.use_depthwise,
+            ),
+            conv2: DepthwiseSeparableConvModule::new(
+                &ctx.sub("conv2"),
+                ConvSpec::new(hidden, cout, kernel).padding(kernel / 2),
+                a.norm,
+                a.act,
+            ),
+            add_identity: add_identity && cin == cout,
+        }
+    }
+
+    pub fn fuse(&mut self, mode: Fuse) {
+        self.conv1.fuse(mode);
+        self.conv2.fuse(mode);
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
+        let out = self.conv2.forward(&self.conv1.forward(x)?)?;
+        if self.add_identity {
+            out.f_add(x)
+        } else {
+            Ok(out)
+        }
+    }
+}
+
+/// `CSPLayer(cin, cout, expand_ratio, num_blocks, add_identity, use_depthwise,
+/// use_cspnext_block=True, channel_attention)`.
+#[derive(Debug)]
+pub struct CspLayer {
+    pub main_conv: ConvModule,
+    pub short_conv: ConvModule,
+    pub final_conv: ConvModule,
+    pub blocks: Vec<CspNextBlock>,
+    pub attention: Option<ChannelAttention>,
+}
+
+/// Shape of one `CSPLayer`.
+#[derive(Debug, Clone, Copy)]
+pub struct CspLayerSpec {
+    pub cin: i64,
+    pub cout: i64,
+    pub expand_ratio: f64,
+    pub num_blocks: i64,
+    pub add_identity: bool,
+    pub channel_attention: bool,
+}
+
+impl CspLayer {
+    pub fn new(ctx: &Ctx, s: CspLayerSpec, a: &CspArgs) -> Self {
+        let mid = crate::models::cfg::py_int(s.cout as f64 * s.expand_ratio);
+        let main_conv = ConvModule::new(
+            &ctx.sub("main_conv"),
+            ConvSpec::new(s.cin, mid, 1),
+            a.norm,
+            a.act,
+        );
+        let short_conv = ConvModule::new(
+            &ctx.sub("short_conv"),
+            ConvSpec::new(s.cin, mid, 1),
+            a.norm,
+            a.act,
+        );
+        let final_conv = ConvModule::new(
+            &ctx.sub("final_conv"),
+            ConvSpec::new(2 * mid, s.cout, 1),
+            a.norm,
+            a.act,
+        );
+        let bctx = ctx.sub("blocks");
+        let blocks = (0..s.num_blocks.max(0))
+            .map(|i| CspNextBlock::new(&bctx.sub(i), mid, mid, 1.0, s.add_identity, a))
+            .collect();
+        let attention = s
+            .channel_attention
+            .then(|| ChannelAttention::new(&ctx.sub("attention"), 2 * mid));
+        CspLayer {
+            main_conv,
+            short_conv,
+            final_conv,
+            blocks,
+            attention,
+        }
+    }
+
+    pub fn fuse(&mut self, mode: Fuse) {
+        self.main_conv.fuse(mode);
+        self.short_conv.fuse(mode);
+        self.final_conv.fuse(mode);
+        for b in &mut self.blocks {
+            b.fuse(mode);
+        }
+        if let Some(att) = &mut self.attention {
+            att.fc.fuse(mode);
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
+        let x_short = self.short_conv.forward(x)?;
+        let mut x_main = self.main_conv.forward(x)?;
+        for b in &self.blocks {
+            x_main = b.forward(&x_main)?;
+        }
+        let mut x_final = Tensor::f_cat(&[x_main, x_short], 1)?;
+        if let Some(att) = &self.attention {
+            x_final = att.forward(&x_final)?;
+        }
+        self.final_conv.forward(&x_final)
+    }
+}

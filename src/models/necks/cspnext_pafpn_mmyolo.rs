@@ -1,0 +1,268 @@
+//! mmyolo's `CSPNeXtPAFPN` (`mmyolo/models/necks/cspnext_pafpn.py` on
+//! `mmyolo/models/necks/base_yolo_neck.py: BaseYOLONeck`). Module tree: `reduce_layers.{i}` (only
+//! the last is a conv, the others `nn.Identity`), `upsample_layers` (no weights),
+//! `top_down_layers.{j}` (a `CSPLayer`, or for all but the last a Sequential `CSPLayer` + 1×1 conv:
+//! `top_down_layers.0.0`, `top_down_layers.0.1`), `downsample_layers`, `bottom_up_layers`,
+//! `out_layers`. Channels: `int(c * widen_factor)`, blocks `round(num_csp_blocks * deepen_factor)`.
+
+use serde::Deserialize;
+use serde_json::Value;
+use tch::Tensor;
+
+use crate::models::layers::conv_module::Fuse;
+
+use super::{Upsample, UpsampleCfg};
+use crate::models::cfg::{check_conv_cfg, parse_section, py_int, py_round, ActCfg, NormCfg};
+use crate::models::layers::conv_module::{AnyConv, ConvSpec};
+use crate::models::layers::csp_layer::{CspArgs, CspLayer, CspLayerSpec};
+use crate::models::param::Ctx;
+use crate::models::ModelError;
+
+fn one() -> f64 {
+    1.0
+}
+fn half() -> f64 {
+    0.5
+}
+fn three() -> i64 {
+    3
+}
+
+/// Arguments of mmyolo's `CSPNeXtPAFPN.__init__`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MmyoloPafpnCfg {
+    #[serde(default, rename = "type")]
+    pub type_name: Option<String>,
+    #[serde(default, rename = "_scope_")]
+    pub scope: Option<String>,
+    pub in_channels: Vec<f64>,
+    pub out_channels: f64,
+    #[serde(default = "one")]
+    pub deepen_factor: f64,
+    #[serde(default = "one")]
+    pub widen_factor: f64,
+    #[serde(default = "three")]
+    pub num_csp_blocks: i64,
+    #[serde(default)]
+    pub freeze_all: bool,
+    #[serde(default)]
+    pub use_depthwise: bool,
+    #[serde(default = "half")]
+    pub expand_ratio: f64,
+    #[serde(default)]
+    pub upsample_cfg: UpsampleCfg,
+    #[serde(default)]
+    pub conv_cfg: Option<Value>,
+    #[serde(default = "plain_bn")]
+    pub norm_cfg: NormCfg,
+    #[serde(default = "silu")]
+    pub act_cfg: ActCfg,
+    #[serde(default)]
+    pub init_cfg: Option<Value>,
+}
+
+fn plain_bn() -> NormCfg {
+    NormCfg::bn(1e-5, 0.1)
+}
+fn silu() -> ActCfg {
+    ActCfg::named("SiLU")
+}
+
+/// `top_down_layers[j]`: a bare `CSPLayer` (the last one) or `Sequential(CSPLayer, conv)`.
+#[derive(Debug)]
+pub struct TopDown {
+    pub csp: CspLayer,
+    pub conv: Option<AnyConv>,
+}
+
+#[derive(Debug)]
+pub struct MmyoloPafpn {
+    pub in_channels: Vec<i64>,
+    /// `reduce_layers[i]`: `None` for `nn.Identity`.
+    pub reduce_layers: Vec<Option<AnyConv>>,
+    pub upsample: Upsample,
+    pub top_down_layers: Vec<TopDown>,
+    pub downsample_layers: Vec<AnyConv>,
+    pub bottom_up_layers: Vec<CspLayer>,
+    pub out_layers: Vec<AnyConv>,
+    pub out_channels: i64,
+}
+
+impl MmyoloPafpn {
+    pub fn build(ctx: &Ctx, value: &Value, path: &str) -> Result<Self, ModelError> {
+        let cfg: MmyoloPafpnCfg = parse_section(value, "mmyolo.CSPNeXtPAFPN", path)?;
+        check_conv_cfg(&cfg.conv_cfg, path)?;
+        cfg.norm_cfg.validate(&format!("{path}.norm_cfg"))?;
+        let act = Some(cfg.act_cfg.to_act(&format!("{path}.act_cfg"))?);
+        let norm = Some(&cfg.norm_cfg);
+        let upsample = Upsample::from_cfg(&cfg.upsample_cfg, &format!("{path}.upsample_cfg"))?;
+        let inc: Vec<i64> = cfg
+            .in_channels
+            .iter()
+            .map(|&c| py_int(c * cfg.widen_factor))
+            .collect();
+        let out = py_int(cfg.out_channels * cfg.widen_factor);
+        let n = inc.len();
+        if n < 2 {
+            return Err(ModelError::Invalid {
+                path: format!("{path}.in_channels"),
+                message: "needs at least 2 levels".into(),
+            });
+        }
+        let blocks = py_round(cfg.num_csp_blocks as f64 * cfg.deepen_factor);
+        let dw = cfg.use_depthwise;
+        // mmyolo's CSPLayers in this neck do not receive `use_depthwise` (only `self.conv` does).
+        let csp_args = CspArgs {
+            norm,
+            act,
+            use_depthwise: false,
+        };
+        let csp = |c: &Ctx, cin: i64, cout: i64| {
+            CspLayer::new(
+                c,
+                CspLayerSpec {
+                    cin,
+                    cout,
+                    expand_ratio: cfg.expand_ratio,
+                    num_blocks: blocks,
+                    add_identity: false,
+                    channel_attention: false,
+                },
+                &csp_args,
+            )
+        };
+
+        let rctx = ctx.sub("reduce_layers");
+        let reduce_layers = (0..n)
+            .map(|i| {
+                (i == n - 1).then(|| {
+                    AnyConv::new(
+                        &rctx.sub(i),
+                        ConvSpec::new(inc[i], inc[i - 1], 1),
+                        norm,
+                        act,
+                        dw,
+                    )
+                })
+            })
+            .collect();
+        let tctx = ctx.sub("top_down_layers");
+        let mut top_down_layers = Vec::new();
+        for (j, idx) in (1..n).rev().enumerate() {
+            let t = tctx.sub(j);
+            if idx == 1 {
+                top_down_layers.push(TopDown {
+                    csp: csp(&t, inc[0] * 2, inc[0]),
+                    conv: None,
+                });
+            } else {
+                let c = csp(&t.sub(0), inc[idx - 1] * 2, inc[idx - 1]);
+                let conv = AnyConv::new(
+                    &t.sub(1),
+                    ConvSpec::new(inc[idx - 1], inc[idx - 2], 1),
+                    norm,
+                    act,
+                    dw,
+                );
+                top_down_layers.push(TopDown {
+                    csp: c,
+                    conv: Some(conv),
+                });
+            }
+        }
+        let dctx = ctx.sub("downsample_layers");
+        let bctx = ctx.sub("bottom_up_layers");
+        let mut downsample_layers = Vec::new();
+        let mut bottom_up_layers = Vec::new();
+        for (i, &c) in inc.iter().take(n - 1).enumerate() {
+            downsample_layers.push(AnyConv::new(
+                &dctx.sub(i),
+                ConvSpec::new(c, c, 3).stride(2).padding(1),
+                norm,
+                act,
+                dw,
+            ));
+        }
+        // A second pass keeps the names in state-dict order (downsample_layers.* first).
+        for i in 0..n - 1 {
+            bottom_up_layers.push(csp(&bctx.sub(i), inc[i] * 2, inc[i + 1]));
+        }
+        let octx = ctx.sub("out_layers");
+        let out_layers = (0..n)
+            .map(|i| {
+                AnyConv::new(
+                    &octx.sub(i),
+                    ConvSpec::new(inc[i], out, 3).padding(1),
+                    norm,
+                    act,
+                    dw,
+                )
+            })
+            .collect();
+        Ok(MmyoloPafpn {
+            in_channels: inc,
+            reduce_layers,
+            upsample,
+            top_down_layers,
+            downsample_layers,
+            bottom_up_layers,
+            out_layers,
+            out_channels: out,
+        })
+    }
+
+    pub fn fuse(&mut self, mode: Fuse) {
+        for r in self.reduce_layers.iter_mut().flatten() {
+            r.fuse(mode);
+        }
+        for t in &mut self.top_down_layers {
+            t.csp.fuse(mode);
+            if let Some(c) = &mut t.conv {
+                c.fuse(mode);
+            }
+        }
+        for d in &mut self.downsample_layers {
+            d.fuse(mode);
+        }
+        for b in &mut self.bottom_up_layers {
+            b.fuse(mode);
+        }
+        for o in &mut self.out_layers {
+            o.fuse(mode);
+        }
+    }
+
+    /// `BaseYOLONeck.forward` with `upsample_feats_cat_first=True`.
+    pub fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, tch::TchError> {
+        let n = self.in_channels.len();
+        let mut reduce_outs = Vec::with_capacity(n);
+        for (x, r) in inputs.iter().zip(&self.reduce_layers) {
+            reduce_outs.push(match r {
+                Some(conv) => conv.forward(x)?,
+                None => x.shallow_clone(),
+            });
+        }
+        let mut inner_outs = vec![reduce_outs[n - 1].shallow_clone()];
+        for idx in (1..n).rev() {
+            let up = self.upsample.forward(&inner_outs[0])?;
+            let cat = Tensor::f_cat(&[&up, &reduce_outs[idx - 1]], 1)?;
+            let td = &self.top_down_layers[n - 1 - idx];
+            let mut y = td.csp.forward(&cat)?;
+            if let Some(c) = &td.conv {
+                y = c.forward(&y)?;
+            }
+            inner_outs.insert(0, y);
+        }
+        let mut outs = vec![inner_outs[0].shallow_clone()];
+        for idx in 0..n - 1 {
+            let down = self.downsample_layers[idx].forward(&outs[outs.len() - 1])?;
+            let cat = Tensor::f_cat(&[&down, &inner_outs[idx + 1]], 1)?;
+            outs.push(self.bottom_up_layers[idx].forward(&cat)?);
+        }
+        outs.iter()
+            .zip(&self.out_layers)
+            .map(|(x, o)| o.forward(x))
+            .collect()
+    }
+}

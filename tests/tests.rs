@@ -1,0 +1,5 @@
+//! The one integration-test binary (each libtorch-linked binary costs a long link and start-up).
+mod cli;
+mod inference;
+mod models;
+mod preprocess;
