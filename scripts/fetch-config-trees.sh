@@ -19,7 +19,7 @@ for spec in "${specs[@]}"; do
   wheel=$(ls "$wheels"/"$pkg"-"$ver"-*.whl 2>/dev/null | head -n1 || true)
   if [ -z "$wheel" ]; then
     echo "downloading $spec" >&2
-    python3 -m pip download -q --no-deps --only-binary=:all: --dest "$wheels" "$spec"
+    python3 -m pip download -q --disable-pip-version-check --retries 10 --timeout 60 --no-deps --only-binary=:all: --dest "$wheels" "$spec"
     wheel=$(ls "$wheels"/"$pkg"-"$ver"-*.whl | head -n1)
   fi
   rm -rf "$configs/$pkg"

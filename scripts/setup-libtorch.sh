@@ -14,6 +14,6 @@ fi
 if [ -f "$stamp" ] && [ -f "$dest/torch/lib/libtorch_cpu.so" ]; then exit 0; fi
 echo "setup-libtorch: installing torch==2.11.0 from PyPI into $dest (once, ~1.2 GB)" >&2
 rm -rf "$dest"
-python3 -m pip install -q --disable-pip-version-check --no-deps --target "$dest" \
+python3 -m pip install -q --disable-pip-version-check --retries 10 --timeout 60 --no-deps --target "$dest" \
   torch==2.11.0 'nvidia-cuda-runtime==13.0.96.*' 'nvidia-cuda-cupti==13.0.85.*'
 touch "$stamp"
