@@ -9,9 +9,9 @@ use tch::Tensor;
 
 use crate::models::layers::conv_module::Fuse;
 
-use super::{Upsample, UpsampleCfg};
+use super::{BottomUpNames, BottomUpPath, Upsample, UpsampleCfg};
 use crate::models::cfg::{check_conv_cfg, parse_section, ActCfg, NormCfg};
-use crate::models::layers::conv_module::{AnyConv, ConvModule, ConvSpec};
+use crate::models::layers::conv_module::{ConvModule, ConvSpec};
 use crate::models::layers::csp_layer::{CspArgs, CspLayer, CspLayerSpec};
 use crate::models::param::Ctx;
 use crate::models::ModelError;
@@ -63,9 +63,8 @@ pub struct MmdetPafpn {
     pub upsample: Upsample,
     pub reduce_layers: Vec<ConvModule>,
     pub top_down_blocks: Vec<CspLayer>,
-    pub downsamples: Vec<AnyConv>,
-    pub bottom_up_blocks: Vec<CspLayer>,
-    pub out_convs: Vec<AnyConv>,
+    /// `downsamples`, `bottom_up_blocks`, `out_convs`.
+    pub bottom_up: BottomUpPath,
     pub out_channels: i64,
 }
 
@@ -121,41 +120,24 @@ impl MmdetPafpn {
         for (j, idx) in (1..n).rev().enumerate() {
             top_down_blocks.push(csp(&tctx.sub(j), inc[idx - 1] * 2, inc[idx - 1]));
         }
-        let (dctx, bctx) = (ctx.sub("downsamples"), ctx.sub("bottom_up_blocks"));
-        let mut downsamples = Vec::new();
-        let mut bottom_up_blocks = Vec::new();
-        for (i, &c) in inc.iter().take(n - 1).enumerate() {
-            downsamples.push(AnyConv::new(
-                &dctx.sub(i),
-                ConvSpec::new(c, c, 3).stride(2).padding(1),
-                norm,
-                act,
-                dw,
-            ));
-        }
-        for i in 0..n - 1 {
-            bottom_up_blocks.push(csp(&bctx.sub(i), inc[i] * 2, inc[i + 1]));
-        }
-        let octx = ctx.sub("out_convs");
-        let out_convs = (0..n)
-            .map(|i| {
-                AnyConv::new(
-                    &octx.sub(i),
-                    ConvSpec::new(inc[i], cfg.out_channels, 3).padding(1),
-                    norm,
-                    act,
-                    dw,
-                )
-            })
-            .collect();
+        let bottom_up = BottomUpPath::new(
+            ctx,
+            BottomUpNames {
+                downsamples: "downsamples",
+                blocks: "bottom_up_blocks",
+                out_convs: "out_convs",
+            },
+            &inc,
+            cfg.out_channels,
+            csp,
+            &args,
+        );
         Ok(MmdetPafpn {
             in_channels: inc,
             upsample,
             reduce_layers,
             top_down_blocks,
-            downsamples,
-            bottom_up_blocks,
-            out_convs,
+            bottom_up,
             out_channels: cfg.out_channels,
         })
     }
@@ -163,9 +145,7 @@ impl MmdetPafpn {
     pub fn fuse(&mut self, mode: Fuse) {
         self.reduce_layers.iter_mut().for_each(|m| m.fuse(mode));
         self.top_down_blocks.iter_mut().for_each(|m| m.fuse(mode));
-        self.downsamples.iter_mut().for_each(|m| m.fuse(mode));
-        self.bottom_up_blocks.iter_mut().for_each(|m| m.fuse(mode));
-        self.out_convs.iter_mut().for_each(|m| m.fuse(mode));
+        self.bottom_up.fuse(mode);
     }
 
     /// `CSPNeXtPAFPN.forward`: the reduced high-level feature replaces `inner_outs[0]` before
@@ -181,15 +161,6 @@ impl MmdetPafpn {
             let cat = Tensor::f_cat(&[&up, &inputs[idx - 1]], 1)?;
             inner_outs.insert(0, self.top_down_blocks[j].forward(&cat)?);
         }
-        let mut outs = vec![inner_outs[0].shallow_clone()];
-        for idx in 0..n - 1 {
-            let down = self.downsamples[idx].forward(&outs[outs.len() - 1])?;
-            let cat = Tensor::f_cat(&[&down, &inner_outs[idx + 1]], 1)?;
-            outs.push(self.bottom_up_blocks[idx].forward(&cat)?);
-        }
-        outs.iter()
-            .zip(&self.out_convs)
-            .map(|(x, c)| c.forward(x))
-            .collect()
+        self.bottom_up.forward(&inner_outs)
     }
 }

@@ -11,7 +11,7 @@ use tch::Tensor;
 
 use crate::models::layers::conv_module::Fuse;
 
-use super::{Upsample, UpsampleCfg};
+use super::{BottomUpNames, BottomUpPath, Upsample, UpsampleCfg};
 use crate::models::cfg::{check_conv_cfg, parse_section, py_int, py_round, ActCfg, NormCfg};
 use crate::models::layers::conv_module::{AnyConv, ConvSpec};
 use crate::models::layers::csp_layer::{CspArgs, CspLayer, CspLayerSpec};
@@ -83,9 +83,8 @@ pub struct MmyoloPafpn {
     pub reduce_layers: Vec<Option<AnyConv>>,
     pub upsample: Upsample,
     pub top_down_layers: Vec<TopDown>,
-    pub downsample_layers: Vec<AnyConv>,
-    pub bottom_up_layers: Vec<CspLayer>,
-    pub out_layers: Vec<AnyConv>,
+    /// `downsample_layers`, `bottom_up_layers`, `out_layers`.
+    pub bottom_up: BottomUpPath,
     pub out_channels: i64,
 }
 
@@ -171,43 +170,28 @@ impl MmyoloPafpn {
                 });
             }
         }
-        let dctx = ctx.sub("downsample_layers");
-        let bctx = ctx.sub("bottom_up_layers");
-        let mut downsample_layers = Vec::new();
-        let mut bottom_up_layers = Vec::new();
-        for (i, &c) in inc.iter().take(n - 1).enumerate() {
-            downsample_layers.push(AnyConv::new(
-                &dctx.sub(i),
-                ConvSpec::new(c, c, 3).stride(2).padding(1),
+        let bottom_up = BottomUpPath::new(
+            ctx,
+            BottomUpNames {
+                downsamples: "downsample_layers",
+                blocks: "bottom_up_layers",
+                out_convs: "out_layers",
+            },
+            &inc,
+            out,
+            csp,
+            &CspArgs {
                 norm,
                 act,
-                dw,
-            ));
-        }
-        // A second pass keeps the names in state-dict order (downsample_layers.* first).
-        for i in 0..n - 1 {
-            bottom_up_layers.push(csp(&bctx.sub(i), inc[i] * 2, inc[i + 1]));
-        }
-        let octx = ctx.sub("out_layers");
-        let out_layers = (0..n)
-            .map(|i| {
-                AnyConv::new(
-                    &octx.sub(i),
-                    ConvSpec::new(inc[i], out, 3).padding(1),
-                    norm,
-                    act,
-                    dw,
-                )
-            })
-            .collect();
+                use_depthwise: dw,
+            },
+        );
         Ok(MmyoloPafpn {
             in_channels: inc,
             reduce_layers,
             upsample,
             top_down_layers,
-            downsample_layers,
-            bottom_up_layers,
-            out_layers,
+            bottom_up,
             out_channels: out,
         })
     }
@@ -222,15 +206,7 @@ impl MmyoloPafpn {
                 c.fuse(mode);
             }
         }
-        for d in &mut self.downsample_layers {
-            d.fuse(mode);
-        }
-        for b in &mut self.bottom_up_layers {
-            b.fuse(mode);
-        }
-        for o in &mut self.out_layers {
-            o.fuse(mode);
-        }
+        self.bottom_up.fuse(mode);
     }
 
     /// `BaseYOLONeck.forward` with `upsample_feats_cat_first=True`.
@@ -254,15 +230,6 @@ impl MmyoloPafpn {
             }
             inner_outs.insert(0, y);
         }
-        let mut outs = vec![inner_outs[0].shallow_clone()];
-        for idx in 0..n - 1 {
-            let down = self.downsample_layers[idx].forward(&outs[outs.len() - 1])?;
-            let cat = Tensor::f_cat(&[&down, &inner_outs[idx + 1]], 1)?;
-            outs.push(self.bottom_up_layers[idx].forward(&cat)?);
-        }
-        outs.iter()
-            .zip(&self.out_layers)
-            .map(|(x, o)| o.forward(x))
-            .collect()
+        self.bottom_up.forward(&inner_outs)
     }
 }
