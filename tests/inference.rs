@@ -3,8 +3,9 @@
 //! mmdet nano fixtures and the distilled student, on real photographs. Ours must give the same
 //! network input, raw head outputs within 1e-4 of their scale (fp32, CPU; see `RAW_TOL`) and the
 //! same detections (count, labels, boxes within 0.1 px, scores within 1e-4, compared as matched
-//! sets because near-equal scores exist). The distilled case goes through the KD config + KD checkpoint with scope mmyolo,
-//! from a config tree where the teacher's config does not even exist.
+//! sets because near-equal scores exist). The distilled case goes through the KD config + KD
+//! checkpoint with scope mmyolo, from a config tree where the teacher's config does not even
+//! exist.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
