@@ -1,7 +1,7 @@
 """What torch reads from the generator's checkpoint fixtures (tests/fixtures/checkpoints/*.pth):
 for every tensor of `state_dict`, its float64 sum, sum of absolute values and first element; for
 `ema_state_dict`, the section totals. The legacy file holds the mmdet file's tensors (the test
-checks it against those rows). Written to checkpoints/fixture_sums.json for registry/tests/checkpoint.rs.
+checks it against those rows). Written to checkpoints/fixture_sums.json for registry/tests/checkpoint/fixtures.rs.
 
 Run: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 /work/main/.venv-fixtures/bin/python \
      registry/tests/data/fixture_tensor_sums.py

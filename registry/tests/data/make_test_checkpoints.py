@@ -1,4 +1,4 @@
-"""Makes the small checkpoints of registry/tests/checkpoint.rs with the real torch, and what torch
+"""Makes the small checkpoints of registry/tests/checkpoint/ with the real torch, and what torch
 sees in them (checkpoints/expected.json).
 
 Covers every dtype the reader supports, views (storage offset, strides, transposed, expanded),

@@ -4,7 +4,7 @@ torch 2.6; no TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) and mmengine's `load_checkpoint(
 into a module with exactly those buffers; for `.safetensors`, the header parsed by hand and the
 bytes read with `torch.frombuffer` (the venv has no `safetensors` package).
 
-Used by registry/tests/checkpoint.rs (written_files_load_in_real_torch) and to make the committed
+Used by registry/tests/checkpoint/writers.rs (written_files_load_in_real_torch) and to make the committed
 checkpoints/written_by_mmcompat.*.torch.json.
 Run: /work/main/.venv-fixtures/bin/python registry/tests/data/verify_written.py FILE
 """

@@ -1,0 +1,284 @@
+//! The evaluator's value model: Python objects, `ConfigDict` hooks, copies and equality.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use indexmap::IndexMap;
+
+use super::format::repr;
+
+pub(crate) type ListRef = Rc<RefCell<Vec<Obj>>>;
+pub(crate) type DictRef = Rc<RefCell<PyDict>>;
+
+/// A hashable dict key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Key {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    None,
+    Tuple(Vec<Key>),
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PyDict {
+    pub map: IndexMap<Key, Obj>,
+    /// `mmengine.config.ConfigDict` (attribute access, recursive update) vs a plain `dict`.
+    pub config: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Obj {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    List(ListRef),
+    Tuple(Rc<Vec<Obj>>),
+    Dict(DictRef),
+    Builtin(&'static str),
+    /// An imported module (mmengine drops these from the result).
+    Module(String),
+    /// A `def` (never called; mmengine drops these from the result).
+    Function(String),
+    Method(Box<Obj>, String),
+}
+
+pub(crate) fn new_dict(map: IndexMap<Key, Obj>, config: bool) -> Obj {
+    Obj::Dict(Rc::new(RefCell::new(PyDict { map, config })))
+}
+
+pub(crate) fn new_list(v: Vec<Obj>) -> Obj {
+    Obj::List(Rc::new(RefCell::new(v)))
+}
+
+impl Obj {
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            Obj::None => "NoneType",
+            Obj::Bool(_) => "bool",
+            Obj::Int(_) => "int",
+            Obj::Float(_) => "float",
+            Obj::Str(_) => "str",
+            Obj::List(_) => "list",
+            Obj::Tuple(_) => "tuple",
+            Obj::Dict(d) => {
+                if d.borrow().config {
+                    "ConfigDict"
+                } else {
+                    "dict"
+                }
+            }
+            Obj::Builtin(_) => "builtin_function_or_method",
+            Obj::Module(_) => "module",
+            Obj::Function(_) => "function",
+            Obj::Method(..) => "method",
+        }
+    }
+
+    pub(crate) fn truthy(&self) -> bool {
+        match self {
+            Obj::None => false,
+            Obj::Bool(b) => *b,
+            Obj::Int(i) => *i != 0,
+            Obj::Float(f) => *f != 0.0,
+            Obj::Str(s) => !s.is_empty(),
+            Obj::List(l) => !l.borrow().is_empty(),
+            Obj::Tuple(t) => !t.is_empty(),
+            Obj::Dict(d) => !d.borrow().map.is_empty(),
+            _ => true,
+        }
+    }
+}
+
+impl Key {
+    pub(crate) fn to_obj(&self) -> Obj {
+        match self {
+            Key::Str(s) => Obj::Str(s.clone()),
+            Key::Int(i) => Obj::Int(*i),
+            Key::Bool(b) => Obj::Bool(*b),
+            Key::None => Obj::None,
+            Key::Tuple(t) => Obj::Tuple(Rc::new(t.iter().map(Key::to_obj).collect())),
+        }
+    }
+
+    /// How `json.dumps` writes a non-string key.
+    pub(crate) fn json_string(&self) -> String {
+        match self {
+            Key::Str(s) => s.clone(),
+            Key::Int(i) => i.to_string(),
+            Key::Bool(b) => b.to_string(),
+            Key::None => "null".into(),
+            Key::Tuple(_) => repr(&self.to_obj()),
+        }
+    }
+}
+
+pub(crate) fn key_of(o: &Obj) -> Option<Key> {
+    Some(match o {
+        Obj::Str(s) => Key::Str(s.clone()),
+        Obj::Int(i) => Key::Int(*i),
+        Obj::Bool(b) => Key::Bool(*b),
+        Obj::None => Key::None,
+        Obj::Tuple(t) => Key::Tuple(t.iter().map(key_of).collect::<Option<_>>()?),
+        _ => return None,
+    })
+}
+
+pub(crate) fn skey(s: &str) -> Key {
+    Key::Str(s.to_string())
+}
+
+/// Containers nested deeper than this (only possible through a self-referencing list or dict,
+/// which Python refuses too: `RecursionError` / "Circular reference detected") stop the
+/// recursive helpers instead of overflowing the stack.
+pub(crate) const MAX_DEPTH: usize = 500;
+
+thread_local!(static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
+
+/// RAII depth counter shared by the recursive helpers.
+pub(crate) struct Deep;
+
+impl Deep {
+    pub(crate) fn enter() -> Option<Deep> {
+        DEPTH.with(|d| {
+            if d.get() >= MAX_DEPTH {
+                None
+            } else {
+                d.set(d.get() + 1);
+                Some(Deep)
+            }
+        })
+    }
+}
+
+impl Drop for Deep {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+/// `ConfigDict._hook`: plain dicts become (copied) ConfigDicts, lists and tuples are rebuilt;
+/// ConfigDicts and scalars are kept as they are.
+pub(crate) fn hook(o: &Obj) -> Obj {
+    let Some(_deep) = Deep::enter() else {
+        return o.clone();
+    };
+    match o {
+        Obj::Dict(d) if !d.borrow().config => config_dict_from(&d.borrow()),
+        Obj::List(l) => new_list(l.borrow().iter().map(hook).collect()),
+        Obj::Tuple(t) => Obj::Tuple(Rc::new(t.iter().map(hook).collect())),
+        other => other.clone(),
+    }
+}
+
+/// `ConfigDict(d)`: a new ConfigDict whose values are hooked.
+pub(crate) fn config_dict_from(d: &PyDict) -> Obj {
+    new_dict(
+        d.map.iter().map(|(k, v)| (k.clone(), hook(v))).collect(),
+        true,
+    )
+}
+
+/// Structural deep copy (`copy.deepcopy` without the memo: aliasing inside the copy is not
+/// needed because every later step of mmengine copies again).
+pub(crate) fn deep_copy(o: &Obj) -> Obj {
+    let Some(_deep) = Deep::enter() else {
+        return o.clone();
+    };
+    match o {
+        Obj::Dict(d) => {
+            let d = d.borrow();
+            new_dict(
+                d.map
+                    .iter()
+                    .map(|(k, v)| (k.clone(), deep_copy(v)))
+                    .collect(),
+                d.config,
+            )
+        }
+        Obj::List(l) => new_list(l.borrow().iter().map(deep_copy).collect()),
+        Obj::Tuple(t) => Obj::Tuple(Rc::new(t.iter().map(deep_copy).collect())),
+        other => other.clone(),
+    }
+}
+
+/// `ConfigDict.update` (mmengine config.py): dict values merge recursively into dict values,
+/// everything else is replaced (hooked).
+pub(crate) fn config_update(d: &DictRef, other: IndexMap<Key, Obj>) {
+    for (k, v) in other {
+        let existing = d.borrow().map.get(&k).cloned();
+        match (existing, &v) {
+            (Some(Obj::Dict(cur)), Obj::Dict(new)) => {
+                let new_map = new.borrow().map.clone();
+                if cur.borrow().config {
+                    config_update(&cur, new_map);
+                } else {
+                    let mut c = cur.borrow_mut();
+                    for (k2, v2) in new_map {
+                        c.map.insert(k2, v2);
+                    }
+                }
+            }
+            _ => {
+                d.borrow_mut().map.insert(k, hook(&v));
+            }
+        }
+    }
+}
+
+pub(super) fn shallow_copy(o: &Obj) -> Obj {
+    match o {
+        Obj::Dict(d) => {
+            let d = d.borrow();
+            new_dict(d.map.clone(), d.config)
+        }
+        Obj::List(l) => new_list(l.borrow().clone()),
+        other => other.clone(),
+    }
+}
+
+pub(crate) fn py_eq(a: &Obj, b: &Obj) -> bool {
+    let Some(_deep) = Deep::enter() else {
+        return false;
+    };
+    match (a, b) {
+        (Obj::None, Obj::None) => true,
+        (Obj::Str(x), Obj::Str(y)) => x == y,
+        (Obj::List(x), Obj::List(y)) => {
+            let (x, y) = (x.borrow(), y.borrow());
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(a, b)| py_eq(a, b))
+        }
+        (Obj::Tuple(x), Obj::Tuple(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(a, b)| py_eq(a, b))
+        }
+        (Obj::Dict(x), Obj::Dict(y)) => {
+            let (x, y) = (x.borrow(), y.borrow());
+            x.map.len() == y.map.len()
+                && x.map
+                    .iter()
+                    .all(|(k, v)| y.map.get(k).is_some_and(|w| py_eq(v, w)))
+        }
+        _ => match (num(a), num(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        },
+    }
+}
+
+pub(super) fn num(o: &Obj) -> Option<f64> {
+    match o {
+        Obj::Int(i) => Some(*i as f64),
+        Obj::Bool(b) => Some(*b as i64 as f64),
+        Obj::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
+pub(super) fn num_or_str_cmp(a: &Obj, b: &Obj) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Obj::Str(x), Obj::Str(y)) => Some(x.cmp(y)),
+        _ => num(a)?.partial_cmp(&num(b)?),
+    }
+}
