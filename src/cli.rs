@@ -49,15 +49,17 @@ pub struct AdapterArgs {
 }
 
 impl AdapterArgs {
-    /// Built-in adapters + `$XDG_CONFIG_HOME/mmcompat/adapters/*.toml` + `--adapters` files.
+    /// Built-in adapters + `$XDG_CONFIG_HOME/mmcompat/adapters/*.toml` + `--adapters` files: the
+    /// one set every command (convert, detect, registry) chooses from.
     pub fn adapter_set(&self) -> Result<AdapterSet> {
-        let mut set = AdapterSet::from_inventory()?;
-        set.load_user_dir()?;
-        for f in &self.adapter_files {
-            set.load_path(f)
-                .with_context(|| format!("loading adapter {}", f.display()))?;
-        }
-        Ok(set)
+        AdapterSet::with_user_adapters(&self.adapter_files).with_context(|| {
+            format!(
+                "loading the adapters (built-ins, {}, --adapters files)",
+                mmcompat_registry::adapter::user_adapter_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| "no XDG folder".into())
+            )
+        })
     }
 }
 
@@ -70,6 +72,17 @@ pub enum Command {
         /// Print one JSON object (schema in README.md) instead of text.
         #[arg(long)]
         json: bool,
+        /// Also say which adapter chain makes the checkpoint fit this model config (and, when
+        /// none does, the grouped key report).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Scope for type resolution with --config (default: the config's default_scope).
+        #[arg(long, requires = "config")]
+        scope: Option<String>,
+        #[command(flatten)]
+        roots: ConfigRootArgs,
+        #[command(flatten)]
+        adapters: AdapterArgs,
     },
     /// Print a config resolved the way mmengine.Config.fromfile does (without executing it).
     Config {
@@ -81,6 +94,14 @@ pub enum Command {
         /// TOML that `mmcompat config x.toml` loads back to the same tree.
         #[arg(long)]
         toml: bool,
+        /// Print the inference spec instead: the model tree with every component's resolved
+        /// type and typed arguments, data preprocessor, test pipeline, test_cfg and class names
+        /// (distillation configs reduced to the student). Text, or JSON with --json.
+        #[arg(long, conflicts_with = "toml")]
+        spec: bool,
+        /// With --spec: the scope to build in (default: the config's default_scope, else mmdet).
+        #[arg(long, requires = "spec")]
+        scope: Option<String>,
         #[command(flatten)]
         roots: ConfigRootArgs,
     },
@@ -143,6 +164,8 @@ pub enum Command {
         /// Load even when some weights are missing (warns with the coverage %).
         #[arg(long)]
         non_strict: bool,
+        #[command(flatten)]
+        adapters: AdapterArgs,
         /// fp16 weights and activations (CUDA only).
         #[arg(long)]
         half: bool,
@@ -190,13 +213,40 @@ pub fn run(cli: Cli) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.command {
-        Command::Inspect { ckpt, json } => inspect(&ckpt, json, &mut out),
+        Command::Inspect {
+            ckpt,
+            json,
+            config,
+            scope,
+            roots,
+            adapters,
+        } => {
+            let fit = match &config {
+                Some(cfg) => Some(adapter_fit(
+                    &ckpt,
+                    cfg,
+                    scope.as_deref(),
+                    &roots,
+                    &adapters,
+                )?),
+                None => None,
+            };
+            inspect(&ckpt, json, fit, &mut out)
+        }
         Command::Config {
             file,
             json,
             toml,
+            spec,
+            scope,
             roots,
-        } => config(&file, json, toml, &roots, &mut out),
+        } => {
+            if spec {
+                config_spec(&file, json, scope.as_deref(), &roots, &mut out)
+            } else {
+                config(&file, json, toml, &roots, &mut out)
+            }
+        }
         Command::Convert {
             ckpt,
             out: dest,
@@ -239,6 +289,7 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             adapter,
             non_strict,
+            adapters,
             half,
             fold_bn,
             roots,
@@ -254,7 +305,8 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             opts.out_dir = out_dir;
             opts.json = json;
-            opts.adapters = adapter;
+            opts.adapter_chain = adapter;
+            opts.adapter_set = Some(std::sync::Arc::new(adapters.adapter_set()?));
             opts.strict = !non_strict;
             opts.half = half;
             opts.fold_bn = fold_bn;
@@ -271,14 +323,80 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn inspect(path: &Path, json: bool, out: &mut dyn Write) -> Result<()> {
+/// `inspect --config`: the chain `detect` would choose (same adapter set, same strict check).
+/// `Ok((chain, None))` when it fits, `Ok((closest, Some(report)))` when nothing does.
+fn adapter_fit(
+    ckpt: &Path,
+    config_path: &Path,
+    scope: Option<&str>,
+    roots: &ConfigRootArgs,
+    adapters: &AdapterArgs,
+) -> Result<(Vec<String>, Option<String>)> {
+    use mmcompat::core::adapter::{fit_checkpoint, ChainChoice, CheckpointView, FitError};
+    use mmcompat::core::checkpoint::Checkpoint;
+    use mmcompat::core::spec::InferenceSpec;
+    mmcompat::builtin_adapters();
+    let roots = roots.roots()?;
+    let config = Config::from_file(config_path, &roots)?;
+    let spec = InferenceSpec::from_config(&config, scope, &roots)
+        .with_context(|| format!("config {}", config_path.display()))?;
+    let detector = mmcompat::models::build_detector_from_spec(&spec.model, tch::Device::Cpu)
+        .with_context(|| format!("model of {}", config_path.display()))?;
+    let expected = mmcompat::weights::model_state_dict(detector.expected_key_details());
+    let set = adapters.adapter_set()?;
+    let ck = Checkpoint::open(ckpt)?;
+    let view = CheckpointView::from_checkpoint(&ck);
+    let config_json = config.to_json();
+    let request = mmcompat::core::adapter::FitRequest {
+        expected: Some(&expected),
+        chain: &ChainChoice::Automatic,
+        options: &Default::default(),
+        strict: true,
+        config: Some(&config_json),
+    };
+    match fit_checkpoint(&view, &set, request) {
+        Ok(fit) => Ok((fit.chain.adapters, None)),
+        Err(FitError::NoFit(nofit)) => {
+            let closest = nofit
+                .attempts
+                .first()
+                .map(|a| a.adapters.clone())
+                .unwrap_or_default();
+            Ok((closest, Some(nofit.to_string())))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn inspect(
+    path: &Path,
+    json: bool,
+    fit: Option<(Vec<String>, Option<String>)>,
+    out: &mut dyn Write,
+) -> Result<()> {
     use mmcompat_registry::checkpoint::{inspect::InspectReport, Checkpoint};
     let ck = Checkpoint::open(path)?;
     let report = InspectReport::from_checkpoint(&ck, path.display());
     if json {
-        writeln!(out, "{}", serde_json::to_string(&report.to_json())?)?;
+        let mut v = report.to_json();
+        if let (Some((chain, mismatch)), Some(obj)) = (fit, v.as_object_mut()) {
+            obj.insert(
+                "adapter_fit".to_owned(),
+                serde_json::json!({"fits": mismatch.is_none(), "chain": chain, "report": mismatch}),
+            );
+        }
+        writeln!(out, "{}", serde_json::to_string(&v)?)?;
     } else {
         write!(out, "{}", report.render_human())?;
+        match fit {
+            Some((chain, None)) if chain.is_empty() => writeln!(
+                out,
+                "adapter fit: the model's keys as they are (no adapter)"
+            )?,
+            Some((chain, None)) => writeln!(out, "adapter fit: {}", chain.join(" → "))?,
+            Some((_, Some(report))) => write!(out, "adapter fit: none\n{report}")?,
+            None => {}
+        }
     }
     Ok(())
 }
@@ -301,6 +419,26 @@ fn config(
             "{}",
             mmcompat_registry::convert::python_config_text(&cfg)
         )?;
+    }
+    Ok(())
+}
+
+/// `mmcompat config FILE --spec`: the spec stage alone (no checkpoint, no model built).
+fn config_spec(
+    path: &Path,
+    json: bool,
+    scope: Option<&str>,
+    roots: &ConfigRootArgs,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let roots = roots.roots()?;
+    let cfg = Config::from_file(path, &roots)?;
+    let spec = mmcompat_registry::spec::InferenceSpec::from_config(&cfg, scope, &roots)
+        .with_context(|| format!("config {}", path.display()))?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&spec.to_json())?)?;
+    } else {
+        write!(out, "{}", spec.render())?;
     }
     Ok(())
 }

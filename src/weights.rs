@@ -1,13 +1,17 @@
 //! Turning named tensors (from any checkpoint reader) into a model's `VarStore`, with
 //! PyTorch-`load_state_dict`-like accounting: missing, unexpected and mis-shaped keys, grouped by
-//! prefix for the report, and the aliases of shared convolutions (`share_conv`).
+//! prefix for the report, and the aliases of shared convolutions (`share_conv`). The key check
+//! itself is the core's (`mmcompat_registry::adapter::chain::KeyMismatch`, the one the adapter
+//! chain is chosen with); this file adds only what is tch-side: aliases and the copy.
 //!
 //! Strict mode changes nothing unless everything matches. Non-strict mode mirrors
 //! `mmengine.runner.load_checkpoint(strict=False)`: what matches is copied, the rest reported.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+use mmcompat_registry::adapter::chain::{ExpectedKeys, KeyMismatch};
+use mmcompat_registry::adapter::fit::{expected_state_dict, is_bn_counter};
 use mmcompat_registry::checkpoint::{Checkpoint, TensorInfo};
 use mmcompat_registry::DType;
 use tch::{nn, Kind, Tensor};
@@ -112,49 +116,58 @@ pub fn load_named_tensors(
     strict: bool,
 ) -> Result<LoadReport, ModelError> {
     let mut input: HashMap<String, Tensor> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
-    let mut report = LoadReport {
-        strict,
-        expected: keys.len(),
-        ..Default::default()
-    };
+    let mut order: Vec<(String, Vec<usize>)> = Vec::new();
     for (name, t) in tensors {
-        if name.ends_with("num_batches_tracked") {
-            report.skipped_num_batches_tracked += 1;
-            continue;
-        }
         if input.contains_key(&name) {
             return Err(ModelError::DuplicateTensor(name));
         }
-        order.push(name.clone());
+        order.push((name.clone(), dims(&t.size())));
         input.insert(name, t);
     }
-    let expected_names: HashSet<&str> = keys.iter().map(|k| k.name.as_str()).collect();
-    report.unexpected = order
+    // The missing/unexpected/shape accounting is the core's (the same check the adapter chain
+    // passed), with the batch norms' `num_batches_tracked` expected but never required; only the
+    // aliases of shared convolutions are told apart here.
+    let expected = model_state_dict(keys);
+    let mismatch = KeyMismatch::of(
+        order.iter().map(|(n, s)| (n.as_str(), s.as_slice())),
+        &expected,
+    );
+    let mut report = LoadReport {
+        strict,
+        expected: keys.len(),
+        unexpected: mismatch.unexpected,
+        skipped_num_batches_tracked: order.iter().filter(|(n, _)| is_bn_counter(n)).count(),
+        ..Default::default()
+    };
+    let alias_of: HashMap<&str, &str> = keys
         .iter()
-        .filter(|n| !expected_names.contains(n.as_str()))
-        .cloned()
+        .filter_map(|k| Some((k.name.as_str(), k.alias_of.as_deref()?)))
         .collect();
+    for name in mismatch.missing {
+        match alias_of.get(name.as_str()) {
+            Some(canonical) if input.contains_key(*canonical) => report.aliases_absent += 1,
+            _ => report.missing.push(name),
+        }
+    }
+    report.shape_mismatch = mismatch
+        .shape_mismatch
+        .into_iter()
+        .filter(|(name, _, _)| !is_bn_counter(name))
+        .map(|(name, expected, found)| ShapeMismatch {
+            name,
+            expected: expected.iter().map(|&d| d as i64).collect(),
+            found: found.iter().map(|&d| d as i64).collect(),
+        })
+        .collect();
+    report.matched =
+        keys.len() - report.missing.len() - report.aliases_absent - report.shape_mismatch.len();
 
     // Value chosen for every canonical (stored) tensor.
     let mut chosen: HashMap<&str, &Tensor> = HashMap::new();
     for k in keys {
-        let Some(t) = input.get(&k.name) else {
-            match &k.alias_of {
-                Some(canonical) if input.contains_key(canonical) => report.aliases_absent += 1,
-                _ => report.missing.push(k.name.clone()),
-            }
+        let Some(t) = input.get(&k.name).filter(|t| t.size() == k.shape) else {
             continue;
         };
-        if t.size() != k.shape {
-            report.shape_mismatch.push(ShapeMismatch {
-                name: k.name.clone(),
-                expected: k.shape.clone(),
-                found: t.size(),
-            });
-            continue;
-        }
-        report.matched += 1;
         let target = k.alias_of.as_deref().unwrap_or(&k.name);
         if let Some(prev) = chosen.get(target) {
             // Several names of one shared tensor: upstream copies each in module order into the
@@ -209,6 +222,17 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64, ModelError> {
         .f_abs()?
         .f_max()?;
     Ok(d.f_double_value(&[])?)
+}
+
+/// The model's state dict keys and shapes as the core's weights path expects them (aliases of
+/// shared convolutions included, `num_batches_tracked` of every batch norm added by the core).
+pub fn model_state_dict(keys: &[ExpectedKey]) -> ExpectedKeys {
+    expected_state_dict(keys.iter().map(|k| (k.name.clone(), dims(&k.shape))))
+}
+
+/// A libtorch size as a checkpoint shape (libtorch sizes are never negative).
+fn dims(size: &[i64]) -> Vec<usize> {
+    size.iter().map(|&d| d.max(0) as usize).collect()
 }
 
 /// libtorch element type of a checkpoint dtype.

@@ -11,12 +11,17 @@ fn repo() -> PathBuf {
 }
 
 fn mmcompat(args: &[&str]) -> Output {
+    mmcompat_with_xdg(args, &repo().join("target/cli-test-no-xdg"))
+}
+
+/// `mmcompat` with `$XDG_CONFIG_HOME` at `xdg` (where user adapters are looked up).
+fn mmcompat_with_xdg(args: &[&str], xdg: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mmcompat"))
         .args(args)
         .current_dir(repo())
         // Config roots come from the arguments only: no python3 discovery, no user env.
         .env_remove("MMCOMPAT_CONFIG_ROOTS")
-        .env("XDG_CONFIG_HOME", repo().join("target/cli-test-no-xdg"))
+        .env("XDG_CONFIG_HOME", xdg)
         .output()
         .expect("run mmcompat")
 }
@@ -437,4 +442,96 @@ fn detect_errors_are_specific() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let err = err_stderr(&args);
     assert!(err.contains("no_such.png"), "{err}");
+}
+
+/// The fixture checkpoint as `torch.compile` saves it: every key under `_orig_mod.`, which no
+/// built-in adapter strips (only `examples/adapters/strip_orig_mod.toml` does).
+fn write_orig_mod_checkpoint(out: &Path) {
+    use mmcompat::core::checkpoint::{write_pth, Checkpoint, TensorData};
+    let ck = Checkpoint::open(repo().join(ckpt("rtmdet_nano_mmyolo.pth"))).expect("fixture");
+    let section = ck.section("state_dict").expect("state_dict");
+    let tensors: Vec<(String, TensorData<'_>)> = section
+        .tensors
+        .iter()
+        .map(|(k, info)| {
+            let bytes = ck.tensor_bytes(info).expect("tensor bytes");
+            let t = TensorData::new(info.dtype, info.shape.clone(), bytes);
+            (format!("_orig_mod.{k}"), t)
+        })
+        .collect();
+    write_pth(out, &tensors, Some(&ck.meta_json())).expect("write_pth");
+}
+
+fn detections_json(stdout: &str) -> Value {
+    let v: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert!(!v["detections"].as_array().unwrap().is_empty());
+    v["detections"].clone()
+}
+
+#[test]
+fn detect_uses_user_adapters_from_the_flag_and_the_xdg_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let compiled = dir.path().join("compiled.pth");
+    write_orig_mod_checkpoint(&compiled);
+    let toml = repo().join("examples/adapters/strip_orig_mod.toml");
+    let image = "tests/fixtures/inference/images/chelsea.png";
+
+    let plain = detect_args("mmyolo", &["--json", image]);
+    let plain: Vec<&str> = plain.iter().map(String::as_str).collect();
+    let expected = detections_json(&ok_stdout(&plain));
+
+    let with_weights = |extra: &[&str]| {
+        let mut args = detect_args("mmyolo", extra);
+        args[4] = compiled.display().to_string();
+        args
+    };
+
+    // (a) --adapters FILE.
+    let args = with_weights(&["--json", "--adapters", toml.to_str().unwrap(), image]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(detections_json(&ok_stdout(&args)), expected, "--adapters");
+
+    // (b) the same file in $XDG_CONFIG_HOME/mmcompat/adapters/.
+    let xdg = dir.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("mmcompat/adapters")).unwrap();
+    std::fs::copy(&toml, xdg.join("mmcompat/adapters/strip_orig_mod.toml")).unwrap();
+    let args = with_weights(&["--json", image]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = mmcompat_with_xdg(&args, &xdg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(detections_json(&stdout), expected, "XDG folder");
+
+    // (c) without the adapter: the strict error groups the keys under the prefix.
+    let err = err_stderr(&args);
+    assert!(err.contains("do not fit"), "{err}");
+    assert!(err.contains("missing keys"), "{err}");
+    assert!(err.contains("_orig_mod.backbone.*"), "{err}");
+
+    // `inspect --config` says which chain `detect` would use, from the same adapter set.
+    let inspect = |extra: &[&str]| {
+        let mut args = vec![
+            "inspect".to_string(),
+            compiled.display().to_string(),
+            "--config".into(),
+            detect_args("mmyolo", &[])[2].clone(),
+        ];
+        args.extend(root_args());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let args = inspect(&["--adapters", toml.to_str().unwrap()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let text = ok_stdout(&args);
+    assert!(text.contains("adapter fit: torch.strip_orig_mod"), "{text}");
+    let args = inspect(&["--json"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let v: Value = serde_json::from_str(ok_stdout(&args).trim()).unwrap();
+    assert_eq!(v["adapter_fit"]["fits"], false);
+    let report = v["adapter_fit"]["report"].as_str().unwrap();
+    assert!(report.contains("_orig_mod.backbone.*"), "{report}");
 }

@@ -32,7 +32,7 @@ fn fixtures() -> PathBuf {
 /// scripts/fetch-config-trees.sh) plus the fixture overlay's `mmcompat/` files, linked into one
 /// folder so that the overlay's relative `_base_ = '../rtmdet/...'` resolves as it does in the
 /// venv. The teacher's config is deliberately left out: building the student must not need it.
-fn roots() -> ConfigRoots {
+pub(crate) fn roots() -> ConfigRoots {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
         let base =
@@ -82,7 +82,7 @@ fn roots() -> ConfigRoots {
 
 /// (config, checkpoint, scope) of each fixture model. `kd_student` is run the way the user runs a
 /// distilled model: KD config + KD checkpoint + scope mmyolo.
-fn model_files(model: &str) -> (PathBuf, PathBuf, &'static str) {
+pub(crate) fn model_files(model: &str) -> (PathBuf, PathBuf, &'static str) {
     let roots = roots();
     let cfg = |pkg: &str, file: &str| roots.dirs(pkg)[0].join("mmcompat").join(file);
     let ck = |file: &str| fixtures().join("checkpoints").join(file);
@@ -138,7 +138,7 @@ fn reference(model: &str, image: &str) -> Value {
 
 /// The image as `cv2.imread` gives it: PNGs decode exactly; for the EXIF JPEG the fixture holds
 /// OpenCV's decode as PNG (JPEG decoders differ by a few LSB, covered by tests/preprocess.rs).
-fn source_image(image: &str) -> BgrImage {
+pub(crate) fn source_image(image: &str) -> BgrImage {
     let dir = fixtures().join("inference/images");
     let file = if image == "exif_rot6" {
         "exif_rot6.decoded.png".to_string()
@@ -158,7 +158,7 @@ fn f32s(v: &Value) -> Vec<f32> {
 
 /// Matches `ours` against the reference detections as sets: same count; each reference detection
 /// has a distinct partner with the same label, score within SCORE_TOL and box within BOX_TOL.
-fn assert_same_detections(what: &str, ours: &[Detection], reference: &Value) {
+pub(crate) fn assert_same_detections(what: &str, ours: &[Detection], reference: &Value) {
     let scores = f32s(&reference["scores"]);
     let labels: Vec<usize> = reference["labels"]
         .as_array()
@@ -232,7 +232,7 @@ fn assert_same_detections(what: &str, ours: &[Detection], reference: &Value) {
 /// units). Ours equals the Python model of the machine it runs on bitwise (1 thread: 0 on every
 /// model and image, on both machines), so what remains against the committed references is that
 /// hardware spread: worst 1.6e-5 level units on the Intel machine, 0 on the AMD one.
-const RAW_TOL: f64 = 1e-4;
+pub(crate) const RAW_TOL: f64 = 1e-4;
 
 /// With libtorch's default intra-op thread count the kernels split their reductions differently:
 /// the real Python model itself, run with 2/3/4/8/16 threads against its own 1-thread reference,
@@ -290,89 +290,13 @@ fn raw_outputs_within(tol: f64, build: fn(&str) -> Inferencer) {
         for image in IMAGES {
             let what = format!("{model}/{image}");
             let r = reference(model, image);
-            let pre = inf.preprocess(&source_image(image)).expect("pipeline");
-            let expected_input = decode_image_file(
-                &fixtures()
-                    .join("inference")
-                    .join(r["input_png"].as_str().expect("input_png")),
-            )
-            .expect("input png");
-            assert!(
-                pre.image == expected_input,
-                "{what}: network input differs from the test pipeline's"
-            );
-            let p = &r["pipeline"];
-            assert_eq!(
-                pre.ori_shape.0 as u64,
-                p["ori_shape"][0].as_u64().expect("h"),
-                "{what}: ori_shape"
-            );
-            assert_eq!(
-                pre.ori_shape.1 as u64,
-                p["ori_shape"][1].as_u64().expect("w"),
-                "{what}: ori_shape"
-            );
-            assert_eq!(
-                pre.scale_factor.0,
-                p["scale_factor"][0].as_f64().expect("sf"),
-                "{what}: scale_factor"
-            );
-            assert_eq!(
-                pre.scale_factor.1,
-                p["scale_factor"][1].as_f64().expect("sf"),
-                "{what}: scale_factor"
-            );
-
-            let outs = inf.head_outputs(&[&pre]).expect("forward");
-            let (mut worst, mut worst_abs) = (0f64, 0f64);
-            for (name, tensors) in [
-                ("cls_scores", &outs.cls_scores),
-                ("bbox_preds", &outs.bbox_preds),
-            ] {
-                let levels = r["head_outputs"][name].as_array().expect("levels");
-                assert_eq!(tensors.len(), levels.len(), "{what}: {name} levels");
-                for (l, (t, refl)) in tensors.iter().zip(levels).enumerate() {
-                    let shape: Vec<i64> = refl["shape"]
-                        .as_array()
-                        .expect("shape")
-                        .iter()
-                        .map(|v| v.as_i64().expect("dim"))
-                        .collect();
-                    assert_eq!(&t.size()[1..], &shape[..], "{what}: {name}[{l}] shape");
-                    let flat = t.get(0).flatten(0, -1);
-                    let values: Vec<f32> = Vec::<f32>::try_from(&flat).expect("to vec");
-                    let samples = refl["sample_values"].as_array().expect("vals");
-                    let scale = samples
-                        .iter()
-                        .map(|v| v.as_f64().expect("v").abs())
-                        .fold(1.0, f64::max);
-                    for (idx, v) in refl["sample_indices"]
-                        .as_array()
-                        .expect("idx")
-                        .iter()
-                        .zip(samples)
-                    {
-                        let (i, v) = (idx.as_u64().expect("i") as usize, v.as_f64().expect("v"));
-                        let diff = (f64::from(values[i]) - v).abs();
-                        worst_abs = worst_abs.max(diff);
-                        worst = worst.max(diff / scale);
-                    }
-                    let sum: f64 = values.iter().map(|&v| f64::from(v)).sum();
-                    let (rsum, rabs) = (
-                        refl["sum"].as_f64().expect("sum"),
-                        refl["abs_sum"].as_f64().expect("abs_sum"),
-                    );
-                    assert!(
-                        (sum - rsum).abs() <= 1e-5 * rabs + 1e-3,
-                        "{what}: {name}[{l}] sum {sum} vs {rsum}"
-                    );
-                }
-            }
-            eprintln!(
-                "{what}: raw head outputs on samples: max |Δ|/max(1,max|level|) {worst:e}, \
-                 max |Δ| {worst_abs:e}"
-            );
-            overall = overall.max(worst);
+            overall = overall.max(raw_deviation(
+                &what,
+                &inf,
+                image,
+                &r,
+                &fixtures().join("inference"),
+            ));
         }
     }
     assert!(
@@ -380,6 +304,99 @@ fn raw_outputs_within(tol: f64, build: fn(&str) -> Inferencer) {
         "raw head outputs differ from Python by up to {overall:e} of their level's scale \
          (> {tol:e}; |Δ| / max(1, max |v| over the level))"
     );
+}
+
+/// Runs `image` through `inf`'s pipeline and forward and compares with the reference `r` (made by
+/// the generator from the real stack): the network input (`input_png` under `input_dir`) and the
+/// pipeline metainfo exactly, every level's sum, and the sampled raw head outputs. Returns the
+/// worst sampled |Δ| in units of the level's scale, max(1, max |v| over the level).
+pub(crate) fn raw_deviation(
+    what: &str,
+    inf: &Inferencer,
+    image: &str,
+    r: &Value,
+    input_dir: &Path,
+) -> f64 {
+    let pre = inf.preprocess(&source_image(image)).expect("pipeline");
+    let expected_input =
+        decode_image_file(&input_dir.join(r["input_png"].as_str().expect("input_png")))
+            .expect("input png");
+    assert!(
+        pre.image == expected_input,
+        "{what}: network input differs from the test pipeline's"
+    );
+    let p = &r["pipeline"];
+    assert_eq!(
+        pre.ori_shape.0 as u64,
+        p["ori_shape"][0].as_u64().expect("h"),
+        "{what}: ori_shape"
+    );
+    assert_eq!(
+        pre.ori_shape.1 as u64,
+        p["ori_shape"][1].as_u64().expect("w"),
+        "{what}: ori_shape"
+    );
+    assert_eq!(
+        pre.scale_factor.0,
+        p["scale_factor"][0].as_f64().expect("sf"),
+        "{what}: scale_factor"
+    );
+    assert_eq!(
+        pre.scale_factor.1,
+        p["scale_factor"][1].as_f64().expect("sf"),
+        "{what}: scale_factor"
+    );
+
+    let outs = inf.head_outputs(&[&pre]).expect("forward");
+    let (mut worst, mut worst_abs) = (0f64, 0f64);
+    for (name, tensors) in [
+        ("cls_scores", &outs.cls_scores),
+        ("bbox_preds", &outs.bbox_preds),
+    ] {
+        let levels = r["head_outputs"][name].as_array().expect("levels");
+        assert_eq!(tensors.len(), levels.len(), "{what}: {name} levels");
+        for (l, (t, refl)) in tensors.iter().zip(levels).enumerate() {
+            let shape: Vec<i64> = refl["shape"]
+                .as_array()
+                .expect("shape")
+                .iter()
+                .map(|v| v.as_i64().expect("dim"))
+                .collect();
+            assert_eq!(&t.size()[1..], &shape[..], "{what}: {name}[{l}] shape");
+            let flat = t.get(0).flatten(0, -1);
+            let values: Vec<f32> = Vec::<f32>::try_from(&flat).expect("to vec");
+            let samples = refl["sample_values"].as_array().expect("vals");
+            let scale = samples
+                .iter()
+                .map(|v| v.as_f64().expect("v").abs())
+                .fold(1.0, f64::max);
+            for (idx, v) in refl["sample_indices"]
+                .as_array()
+                .expect("idx")
+                .iter()
+                .zip(samples)
+            {
+                let (i, v) = (idx.as_u64().expect("i") as usize, v.as_f64().expect("v"));
+                let diff = (f64::from(values[i]) - v).abs();
+                worst_abs = worst_abs.max(diff);
+                worst = worst.max(diff / scale);
+            }
+            let sum: f64 = values.iter().map(|&v| f64::from(v)).sum();
+            let (rsum, rabs) = (
+                refl["sum"].as_f64().expect("sum"),
+                refl["abs_sum"].as_f64().expect("abs_sum"),
+            );
+            assert!(
+                (sum - rsum).abs() <= 1e-5 * rabs + 1e-3,
+                "{what}: {name}[{l}] sum {sum} vs {rsum}"
+            );
+        }
+    }
+    eprintln!(
+        "{what}: raw head outputs on samples: max |Δ|/max(1,max|level|) {worst:e}, \
+         max |Δ| {worst_abs:e}"
+    );
+    worst
 }
 
 #[test]
@@ -584,7 +601,7 @@ fn strict_loading_refuses_weights_that_do_not_fit_and_non_strict_reports_coverag
             .weights(&kd_weights)
             .scope("mmyolo")
             .config_roots(roots())
-            .adapters(vec!["mmrazor.kd_teacher".into()])
+            .adapter_chain(vec!["mmrazor.kd_teacher".into()])
             .strict(strict)
             .build()
     };

@@ -28,7 +28,7 @@ fn read_json(rel: &str) -> Value {
 }
 
 /// Decodes the front-coded key list of sizes.json (`"<n>|<suffix>|<d0>,<d1>"`).
-fn decode_keys(entries: &Value) -> Vec<(String, Vec<i64>)> {
+pub(crate) fn decode_keys(entries: &Value) -> Vec<(String, Vec<i64>)> {
     let mut prev = String::new();
     let mut out = Vec::new();
     for e in entries.as_array().expect("keys array") {

@@ -3,3 +3,4 @@ mod cli;
 mod inference;
 mod models;
 mod preprocess;
+mod spec;

@@ -10,10 +10,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::adapter::chain::{apply_named, choose_chain, Chain, ExpectedKeys, NoFit};
+use crate::adapter::chain::ExpectedKeys;
 use crate::adapter::{
-    apply_tensor_ops, AdapterError, AdapterOptions, AdapterSet, CheckpointView, EmaChoice, Level,
-    Report,
+    fit_checkpoint, AdapterError, AdapterOptions, AdapterSet, ChainChoice, CheckpointView,
+    EmaChoice, FitError, FitRequest, Report,
 };
 use crate::checkpoint::{write_pth, write_safetensors, Checkpoint, CheckpointError, TensorData};
 use crate::config::{Config, Value};
@@ -112,34 +112,27 @@ pub enum ConvertError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Adapter(#[from] AdapterError),
-    #[error("{0}")]
-    NoFit(Box<NoFit>),
-    #[error(
-        "several adapters apply with high confidence: {}; choose with --adapter NAME",
-        .candidates.iter().map(|(n, r)| format!("{n} ({r})")).collect::<Vec<_>>().join(", ")
-    )]
-    Ambiguous { candidates: Vec<(String, String)> },
-    #[error("{path}: the plan refers to {section}:{key}, which the checkpoint does not have")]
-    MissingTensor {
-        path: PathBuf,
-        section: String,
-        key: String,
-    },
+    /// Choosing or applying the chain failed (no fit, ambiguity, a plan stale for this file).
+    #[error(transparent)]
+    Fit(#[from] FitError),
 }
 
-/// Converts with the adapters linked into this binary (plus `options.adapter_files`).
+/// Converts with the adapters linked into this binary (plus `options.adapter_files`, and the
+/// user folder when `options.user_adapters`).
 pub fn run(
     ckpt_path: impl AsRef<Path>,
     out_path: impl AsRef<Path>,
     options: &ConvertOptions,
 ) -> Result<ConvertReport, ConvertError> {
-    let mut set = AdapterSet::from_inventory()?;
-    for f in &options.adapter_files {
-        set.load_path(f)?;
-    }
-    if options.user_adapters {
-        set.load_user_dir()?;
-    }
+    let set = if options.user_adapters {
+        AdapterSet::with_user_adapters(&options.adapter_files)?
+    } else {
+        let mut set = AdapterSet::from_inventory()?;
+        for f in &options.adapter_files {
+            set.load_path(f)?;
+        }
+        set
+    };
     run_with(ckpt_path, out_path, options, &set)
 }
 
@@ -153,38 +146,6 @@ fn config_json(options: &ConvertOptions) -> Option<serde_json::Value> {
         );
     }
     Some(j)
-}
-
-/// Without expected keys: repeatedly take the one adapter that detects itself with HIGH
-/// confidence on the current keys (e.g. `mmrazor.kd_student`, then a layout adapter when the
-/// config names the other layout's model). Two high candidates at once is an error.
-fn greedy_chain(
-    view: &CheckpointView,
-    config: Option<&serde_json::Value>,
-    set: &AdapterSet,
-    options: &AdapterOptions,
-) -> Result<Chain, ConvertError> {
-    let mut names: Vec<String> = Vec::new();
-    let mut chain = apply_named(view, &[], set, options, config)?;
-    for _ in 0..4 {
-        let current = chain.mapping.as_view(view);
-        let high: Vec<(String, String)> = set
-            .iter()
-            .filter(|(a, _)| !names.iter().any(|n| n == a.name()))
-            .filter_map(|(a, _)| {
-                let c = a.detect(&current, config);
-                (c.level == Level::High).then(|| (a.name().to_owned(), c.reason))
-            })
-            .collect();
-        match high.len() {
-            0 => break,
-            1 => names.push(high[0].0.clone()),
-            _ => return Err(ConvertError::Ambiguous { candidates: high }),
-        }
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        chain = apply_named(view, &refs, set, options, config)?;
-    }
-    Ok(chain)
 }
 
 /// [`run`] with a given adapter set.
@@ -202,33 +163,23 @@ pub fn run_with(
         ema: options.ema,
         ..Default::default()
     };
-    let automatic = options.adapters.is_empty();
-    let chain = if !automatic {
-        let names: Vec<&str> = options.adapters.iter().map(String::as_str).collect();
-        apply_named(&view, &names, set, &adapter_options, config.as_ref())?
-    } else if let Some(expected) = &options.expected {
-        choose_chain(&view, config.as_ref(), expected, set, &adapter_options)
-            .map_err(|e| ConvertError::NoFit(Box::new(e)))?
-    } else {
-        greedy_chain(&view, config.as_ref(), set, &adapter_options)?
-    };
-    let mapping = &chain.mapping;
+    let choice = ChainChoice::from_names(&options.adapters);
+    let fit = fit_checkpoint(
+        &view,
+        set,
+        FitRequest {
+            expected: options.expected.as_ref(),
+            chain: &choice,
+            options: &adapter_options,
+            strict: true,
+            config: config.as_ref(),
+        },
+    )?;
 
-    let mut tensors: Vec<(String, TensorData<'_>)> = Vec::with_capacity(mapping.tensors.len());
-    for t in &mapping.tensors {
-        let missing = || ConvertError::MissingTensor {
-            path: ckpt_path.to_path_buf(),
-            section: t.section.clone(),
-            key: t.source_key.clone(),
-        };
-        let info = ck
-            .section(&t.section)
-            .and_then(|s| s.tensors.get(&t.source_key))
-            .ok_or_else(missing)?;
-        let bytes = ck.tensor_bytes(info)?;
-        let (dtype, shape, data) = apply_tensor_ops(info.dtype, &info.shape, bytes, &t.ops)?;
-        tensors.push((t.key.clone(), TensorData::new(dtype, shape, data)));
-    }
+    let tensors: Vec<(String, TensorData<'_>)> = fit
+        .tensors(&ck)
+        .map(|t| t.map(|t| (t.key, TensorData::new(t.dtype, t.shape, t.bytes))))
+        .collect::<Result<_, _>>()?;
 
     let mut meta = match view.meta.clone() {
         serde_json::Value::Object(m) => m,
@@ -251,14 +202,14 @@ pub fn run_with(
         OutFormat::Safetensors => write_safetensors(out_path, &tensors, Some(&meta))?,
     }
     let bytes = std::fs::metadata(out_path).map(|m| m.len()).unwrap_or(0);
-    tracing::info!(input = %ckpt_path.display(), output = %out_path.display(), adapters = ?chain.adapters, "converted");
+    tracing::info!(input = %ckpt_path.display(), output = %out_path.display(), adapters = ?fit.chain.adapters, "converted");
     Ok(ConvertReport {
         input: ckpt_path.to_path_buf(),
         output: out_path.to_path_buf(),
         format,
-        adapters: chain.adapters.clone(),
-        automatic,
-        report: Report::new(&view, mapping),
+        adapters: fit.chain.adapters.clone(),
+        automatic: fit.automatic,
+        report: fit.report.clone(),
         tensors: tensors.len(),
         bytes,
         meta_cfg_rewritten,

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod dtype;
 pub mod plugin;
 pub mod scoped;
+pub mod spec;
 pub use inventory;
 
 pub use dtype::DType;

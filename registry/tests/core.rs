@@ -3,4 +3,5 @@
 mod adapters;
 mod checkpoint;
 mod config;
+mod fit;
 mod scoped;

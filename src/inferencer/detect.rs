@@ -4,11 +4,13 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
 
 use super::{Detection, InferError, Inferencer};
+use crate::core::adapter::AdapterSet;
 use crate::core::config::ConfigRoots;
 use crate::preprocess::decode_image_file;
 use crate::visualize::{draw_detections, save_png};
@@ -47,8 +49,10 @@ pub struct DetectOptions {
     /// float32 rounding, ~1e-4 relative on the head outputs).
     pub fold_bn: bool,
     pub strict: bool,
-    /// Forced adapter chain (empty: automatic).
-    pub adapters: Vec<String>,
+    /// Forced adapter chain (`--adapter NAME`...; empty: automatic).
+    pub adapter_chain: Vec<String>,
+    /// The adapters to choose from (`--adapters FILE`...); `None`: built-ins + the XDG folder.
+    pub adapter_set: Option<Arc<AdapterSet>>,
 }
 
 impl DetectOptions {
@@ -72,7 +76,8 @@ impl DetectOptions {
             half: false,
             fold_bn: false,
             strict: true,
-            adapters: Vec::new(),
+            adapter_chain: Vec::new(),
+            adapter_set: None,
         }
     }
 }
@@ -164,7 +169,10 @@ pub fn run_detect(opts: &DetectOptions, out: &mut dyn Write) -> Result<DetectSum
         .half(opts.half)
         .fold_bn(opts.fold_bn)
         .strict(opts.strict)
-        .adapters(opts.adapters.clone());
+        .adapter_chain(opts.adapter_chain.clone());
+    if let Some(set) = &opts.adapter_set {
+        builder = builder.adapters(Arc::clone(set));
+    }
     if let Some(s) = &opts.scope {
         builder = builder.scope(s.clone());
     }

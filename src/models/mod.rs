@@ -1,22 +1,27 @@
-//! RTMDet on tch, built from the resolved config: mmyolo `YOLODetector` (CSPNeXt → CSPNeXtPAFPN →
-//! RTMDetHead/RTMDetSepBNHeadModule) and mmdet `RTMDet` (CSPNeXt → CSPNeXtPAFPN → RTMDetSepBNHead).
+//! Models on tch, built from the spec's component tree: one trait per component kind
+//! ([`component`]), one registration per upstream type, one file per component under
+//! `backbone/`, `necks/`, `heads/`, shared bricks under `layers/`. Today: RTMDet in both packages'
+//! flavours (mmyolo `YOLODetector` + CSPNeXt + CSPNeXtPAFPN + RTMDetHead/RTMDetSepBNHeadModule,
+//! mmdet `RTMDet` + CSPNeXt + CSPNeXtPAFPN + RTMDetSepBNHead).
 //!
 //! Module paths compose like the Python module tree, so every parameter's name is exactly its
-//! upstream state-dict key. Models are inference-only: no gradients, batch norms in eval mode and
-//! folded into the convolutions once weights are loaded. Nothing here reads files.
+//! upstream state-dict key. Models are inference-only: no gradients, batch norms in eval mode.
+//! Nothing here reads files or parses config dicts (the spec stage did).
 
 pub mod backbone;
-pub mod builders;
 pub mod cfg;
+pub mod component;
 pub mod detector;
 pub mod heads;
 pub mod layers;
 pub mod necks;
 pub mod param;
 
-pub use builders::{build_detector, BuildFn, Component, MODEL_BUILDERS};
-pub use detector::{DataPreprocessor, Detector, Flavour, HeadOutputs};
+pub use component::{Backbone, DenseHead, Neck};
+pub use detector::{build_detector, build_detector_from_spec, Detector, Flavour, HeadOutputs};
 pub use param::ExpectedKey;
+
+use mmcompat_registry::spec::SpecError;
 
 use crate::weights::LoadReport;
 
@@ -99,6 +104,57 @@ pub enum ModelError {
     /// A libtorch error (device, dtype, out of memory).
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+}
+
+/// Config errors found by the spec stage keep the variants callers match on.
+impl From<SpecError> for ModelError {
+    fn from(e: SpecError) -> Self {
+        match e {
+            SpecError::UnknownKey {
+                path,
+                type_name,
+                key,
+                closest,
+                accepted,
+            } => ModelError::UnknownKey {
+                expected: match closest {
+                    Some(c) => format!("did you mean `{c}`? accepted: {}", accepted.join(", ")),
+                    None => accepted.join(", "),
+                },
+                key,
+                type_name,
+                path,
+            },
+            SpecError::Invalid {
+                path,
+                type_name,
+                message,
+            } => ModelError::Config {
+                type_name,
+                path,
+                message,
+            },
+            SpecError::Unsupported { path, what, hint } => {
+                ModelError::Unsupported { what, path, hint }
+            }
+            SpecError::Registry { path, source } => ModelError::Registry { path, source },
+            SpecError::WrongComponent {
+                path,
+                type_name,
+                got,
+                expected,
+            } => ModelError::WrongComponent {
+                path,
+                type_name,
+                got,
+                expected,
+            },
+            other => ModelError::Invalid {
+                path: "model".into(),
+                message: other.to_string(),
+            },
+        }
+    }
 }
 
 impl From<mmcompat_registry::checkpoint::CheckpointError> for ModelError {

@@ -1,9 +1,9 @@
 //! RTMDet post-processing: raw head outputs → final detections, exactly as the heads'
-//! `predict_by_feat` computes them (mmyolo and mmdet flavours), plus the data preprocessor that
-//! turns pre-processed images into the normalised batch tensor.
+//! `predict_by_feat` computes them (mmyolo and mmdet flavours), driven by the `test_cfg` the
+//! core's spec stage parsed (`mmcompat_registry::spec::test_cfg`).
 //!
-//! Split of work: tensor-wide, order-free operations (sigmoid, dtype/device moves, the data
-//! preprocessor) run in libtorch; everything order-sensitive (score threshold, top-k, decode of the
+//! Split of work: tensor-wide, order-free operations (sigmoid, dtype/device moves) run in
+//! libtorch; everything order-sensitive (score threshold, top-k, decode of the
 //! kept priors, rescale, NMS, `max_per_img`, clamp) runs in plain Rust on host vectors, with a
 //! deterministic tie-break (score descending, then index ascending) where torch's sort is not
 //! stable. Decoding only the kept priors gives the same values as upstream's decode-everything
@@ -11,15 +11,12 @@
 //!
 //! Never: build boxes from anything but the head outputs and the image metas; panic on bad input.
 
-pub mod data_preprocessor;
 pub mod nms;
-mod test_cfg;
 #[cfg(test)]
 mod tests;
 
-pub use data_preprocessor::{DataPreprocessor, DataPreprocessorCfg, HwcU8};
-pub use nms::{batched_nms, NmsCfg};
-pub use test_cfg::TestCfg;
+pub use mmcompat_registry::spec::test_cfg::{NmsCfg, TestCfg};
+pub use nms::batched_nms;
 
 use tch::{Device, Kind, Tensor};
 
@@ -86,33 +83,13 @@ pub struct HostHeadOutputs {
     pub levels: Vec<HostLevel>,
 }
 
-/// Errors of post-processing and of reading `test_cfg` / `data_preprocessor` sections.
+/// Errors of post-processing (a malformed `test_cfg` is the spec stage's `SpecError`).
 #[derive(Debug, thiserror::Error)]
 pub enum PostprocessError {
-    #[error("{section}: unknown key `{key}`{did_you_mean} (known keys: {known}); remove it or fix the spelling")]
-    UnknownKey {
-        section: &'static str,
-        key: String,
-        did_you_mean: String,
-        known: String,
-    },
-    #[error("{section}.{key}: expected {expected}, found {found}")]
-    BadValue {
-        section: &'static str,
-        key: String,
-        expected: &'static str,
-        found: String,
-    },
     #[error("{section}.{key} is required (upstream reads it as an attribute and would raise AttributeError)")]
     MissingKey {
         section: &'static str,
         key: &'static str,
-    },
-    #[error("{section}: {what} is not supported by mmcompat ({hint})")]
-    Unsupported {
-        section: &'static str,
-        what: String,
-        hint: &'static str,
     },
     #[error("head outputs: {0}")]
     Shape(String),

@@ -15,29 +15,8 @@
 
 use std::cmp::Ordering;
 
-/// The `nms` entry of a head's `test_cfg` (`mmcv/ops/nms.py: batched_nms` keys).
-#[derive(Debug, Clone, PartialEq)]
-pub struct NmsCfg {
-    /// `iou_threshold`: a box is suppressed when its IoU with a kept box is strictly greater.
-    pub iou_threshold: f32,
-    /// `split_thr` (default 10000): from this many boxes on, NMS runs class by class.
-    pub split_thr: usize,
-    /// `class_agnostic` (default false): no class offsets.
-    pub class_agnostic: bool,
-    /// `max_num` (default -1 = all): keep at most this many after NMS.
-    pub max_num: Option<usize>,
-}
-
-impl Default for NmsCfg {
-    fn default() -> Self {
-        NmsCfg {
-            iou_threshold: 0.65,
-            split_thr: 10_000,
-            class_agnostic: false,
-            max_num: None,
-        }
-    }
-}
+/// The `nms` entry of a head's `test_cfg`, parsed by the core's spec stage.
+pub use mmcompat_registry::spec::test_cfg::NmsCfg;
 
 /// Descending score, then ascending index: the deterministic total order used for every sort.
 #[inline]

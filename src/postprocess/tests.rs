@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::*;
 
@@ -112,7 +112,7 @@ fn load_case(case: &Value) -> Case {
         reg,
         strides,
         metas,
-        cfg: TestCfg::from_json(&case["test_cfg"]).unwrap(),
+        cfg: TestCfg::parse(&case["test_cfg"], "test_cfg").unwrap(),
     }
 }
 
@@ -207,57 +207,4 @@ fn predict_by_feat_matches_upstream_heads() {
             assert_matches(&format!("{name}[{i}]"), ours, exp, 1e-4, 1e-6);
         }
     }
-}
-
-#[test]
-fn test_cfg_rejects_unknown_keys_with_suggestion() {
-    let err = TestCfg::from_json(&serde_json::json!({"nms_pre": 10, "scor_thr": 0.1})).unwrap_err();
-    let msg = err.to_string();
-    assert!(
-        msg.contains("`scor_thr`") && msg.contains("did you mean `score_thr`"),
-        "{msg}"
-    );
-    let err =
-        TestCfg::from_json(&serde_json::json!({"nms": {"type": "soft_nms", "iou_threshold": 0.5}}))
-            .unwrap_err();
-    assert!(err.to_string().contains("soft_nms"), "{err}");
-}
-
-#[test]
-fn data_preprocessor_normalises_and_pads_like_stack_batch() {
-    // Two images 2x3 and 3x2, BGR; pad_size_divisor 4 → batch 4x4, pad value 0 after
-    // normalisation; channel swap reverses the planes.
-    let a: Vec<u8> = (0..18).map(|v| v as u8 * 10).collect();
-    let b: Vec<u8> = (0..18).map(|v| 255 - v as u8).collect();
-    let cfg = DataPreprocessorCfg {
-        mean: Some(vec![1.0, 2.0, 3.0]),
-        std: Some(vec![2.0, 4.0, 8.0]),
-        channel_conversion: true,
-        pad_size_divisor: 4,
-        pad_value: 0.0,
-    };
-    let dp = DataPreprocessor::new(cfg, tch::Device::Cpu).unwrap();
-    let imgs = [
-        HwcU8 {
-            data: &a,
-            height: 2,
-            width: 3,
-        },
-        HwcU8 {
-            data: &b,
-            height: 3,
-            width: 2,
-        },
-    ];
-    let (batch, shape) = dp.run(&imgs, Kind::Float).unwrap();
-    assert_eq!(shape, [4, 4]);
-    assert_eq!(batch.size(), vec![2, 3, 4, 4]);
-    // image a, output channel 0 = input channel 2 (R), pixel (1, 2): a[(1*3+2)*3+2] = 170.
-    let v = batch.double_value(&[0, 0, 1, 2]);
-    assert_eq!(v as f32, (170.0f32 - 1.0) / 2.0);
-    assert_eq!(batch.double_value(&[0, 2, 3, 3]), 0.0);
-    assert_eq!(
-        batch.double_value(&[1, 1, 2, 1]) as f32,
-        (b[(2 * 2 + 1) * 3 + 1] as f32 - 2.0) / 4.0
-    );
 }

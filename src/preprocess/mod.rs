@@ -1,22 +1,29 @@
-//! Image side of the test pipeline: decode like `cv2.imdecode(IMREAD_COLOR)`, resize exactly like
-//! `cv2.resize` (uint8, 3 channels) and run the config's `test_pipeline` transforms (mmyolo
-//! `YOLOv5KeepRatioResize` + `LetterResize`, mmdet `Resize` + `Pad`) producing the uint8 network
-//! input and the metainfo (`img_shape`, `scale_factor`, `pad_param`) the heads need.
+//! Image side of inference, up to the network input: decode like `cv2.imdecode(IMREAD_COLOR)`,
+//! resize exactly like `cv2.resize` (uint8, 3 channels), run the config's `test_pipeline`
+//! transforms (mmyolo `YOLOv5KeepRatioResize` + `LetterResize`, mmdet `Resize` + `Pad`) producing
+//! the uint8 network input and the metainfo (`img_shape`, `scale_factor`, `pad_param`) the heads
+//! need, then the model's `data_preprocessor` (mean/std, `bgr_to_rgb`, batch padding) on tch.
 //!
-//! Pure Rust, no libtorch: normalisation (`data_preprocessor`: mean/std, `bgr_to_rgb`) happens on
-//! the tensor side. Nothing here may approximate upstream: every rounding is OpenCV's or Python's
-//! (see `../shared/openmmlab/behaviour.md` 4.3, 4.4 and 4.6).
+//! What the pipeline and the data preprocessor do is described by the core's spec stage
+//! (`mmcompat_registry::spec::{pipeline, data_preprocessor}`); this module only applies it. Only
+//! [`data_preprocessor`] touches libtorch. Nothing here may approximate upstream: every rounding
+//! is OpenCV's or Python's (see `../shared/openmmlab/behaviour.md` 4.3, 4.4 and 4.6).
 
+pub mod data_preprocessor;
 mod decode;
 mod pipeline;
 mod resize;
 
 use std::path::PathBuf;
 
+use mmcompat_registry::spec::SpecError;
+
+pub use data_preprocessor::{DataPreprocessor, DataPreprocessorCfg, HwcU8};
 pub use decode::{decode_image_bytes, decode_image_file};
-pub use pipeline::{
-    PipelineSpec, Preprocessed, ResizeTarget, Scale, Transform, SUPPORTED_TRANSFORMS,
+pub use mmcompat_registry::spec::pipeline::{
+    ResizeTarget, Scale, TestPipeline, Transform, SUPPORTED_TRANSFORMS,
 };
+pub use pipeline::{PipelineSpec, Preprocessed};
 pub use resize::{resize, Interpolation};
 
 /// A decoded image as OpenCV holds it: rows of interleaved B, G, R bytes (HWC, `uint8`).
@@ -95,40 +102,9 @@ pub enum PreprocessError {
         width: u64,
         height: u64,
     },
-    #[error("the test pipeline must be a list of step dicts (cfg.test_dataloader.dataset.pipeline); found {found}")]
-    NotAPipeline { found: String },
-    #[error("test pipeline step {index}: {message}")]
-    BadStep { index: usize, message: String },
-    #[error(
-        "test pipeline step {index}: unknown transform type `{type_name}`{}; supported: {}",
-        did_you_mean(*suggestion),
-        supported.join(", ")
-    )]
-    UnknownTransform {
-        index: usize,
-        type_name: String,
-        suggestion: Option<&'static str>,
-        supported: &'static [&'static str],
-    },
-    #[error(
-        "test pipeline step {index} (`{transform}`): unexpected argument `{key}`{}; accepted: {}",
-        did_you_mean(*suggestion),
-        accepted.join(", ")
-    )]
-    UnknownArgument {
-        index: usize,
-        transform: String,
-        key: String,
-        suggestion: Option<&'static str>,
-        accepted: &'static [&'static str],
-    },
-    #[error("test pipeline step {index} (`{transform}`): argument `{key}`: {message}")]
-    InvalidArgument {
-        index: usize,
-        transform: String,
-        key: &'static str,
-        message: String,
-    },
+    /// The test pipeline's description is wrong (parsed by the core's spec stage).
+    #[error(transparent)]
+    Spec(Box<SpecError>),
     #[error("test pipeline step {index} (`{transform}`) cannot process a {width}x{height} image: {message}")]
     Transform {
         index: usize,
@@ -137,54 +113,27 @@ pub enum PreprocessError {
         height: usize,
         message: String,
     },
+    /// The data preprocessor was given images it cannot batch.
+    #[error("data_preprocessor: {0}")]
+    Batch(String),
+    /// libtorch failed inside the data preprocessor.
+    #[error("data_preprocessor: {what}: {source}")]
+    Tch {
+        what: &'static str,
+        #[source]
+        source: Box<tch::TchError>,
+    },
 }
 
-fn did_you_mean(suggestion: Option<&str>) -> String {
-    match suggestion {
-        Some(s) => format!(" (did you mean `{s}`?)"),
-        None => String::new(),
+impl From<SpecError> for PreprocessError {
+    fn from(e: SpecError) -> Self {
+        PreprocessError::Spec(Box::new(e))
     }
-}
-
-/// The candidate closest to `word` by edit distance, when it is close enough to be a likely typo.
-pub(crate) fn closest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    let word_lower = word.to_ascii_lowercase();
-    candidates
-        .into_iter()
-        .map(|c| (levenshtein(&word_lower, &c.to_ascii_lowercase()), c))
-        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn closest_finds_typos_only() {
-        let names = ["LetterResize", "Resize", "Pad"];
-        assert_eq!(closest("LeterResize", names), Some("LetterResize"));
-        assert_eq!(closest("pad", names), Some("Pad"));
-        assert_eq!(closest("RandomFlip", names), None);
-    }
 
     #[test]
     fn error_stays_small() {

@@ -10,15 +10,9 @@
 
 use super::BgrImage;
 
-/// The OpenCV interpolation flags mmcv maps `'bilinear'` and `'area'` to (`cv2_interp_codes` in
-/// `mmcv/image/geometric.py`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Interpolation {
-    /// `cv2.INTER_LINEAR` (mmcv `'bilinear'`).
-    Linear,
-    /// `cv2.INTER_AREA` (mmcv `'area'`).
-    Area,
-}
+/// The OpenCV interpolation flags mmcv maps `'bilinear'` and `'area'` to; the pipeline
+/// description (and so this enum) lives in the core.
+pub use mmcompat_registry::spec::pipeline::Interpolation;
 
 /// Channels of a [`BgrImage`].
 const CN: usize = 3;

@@ -17,9 +17,9 @@ use super::{
 /// What the model expects: parameter/buffer name → shape, in model order.
 pub type ExpectedKeys = IndexMap<String, Vec<usize>>;
 
-/// Missing keys containing this are ignored, as mmengine's `load_state_dict` does
-/// (`mmengine/runner/checkpoint.py:58-139`).
-pub const IGNORED_MISSING: &str = "num_batches_tracked";
+/// Missing keys with this suffix are ignored, as mmengine's `load_state_dict` does
+/// (`mmengine/runner/checkpoint.py:58-139`); see [`super::fit::is_bn_counter`].
+pub const IGNORED_MISSING: &str = super::fit::BN_COUNTER_SUFFIX;
 
 /// A chain that fits (or was asked for), with everything needed to apply and report it.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,29 +40,43 @@ pub struct KeyMismatch {
 }
 
 impl KeyMismatch {
+    /// The strict check of an adapter chain's output against the model's keys.
     pub fn between(mapping: &ResolvedMapping, expected: &ExpectedKeys) -> KeyMismatch {
-        let got: BTreeMap<&str, &Vec<usize>> = mapping
-            .tensors
-            .iter()
-            .map(|t| (t.key.as_str(), &t.shape))
-            .collect();
+        KeyMismatch::of(
+            mapping
+                .tensors
+                .iter()
+                .map(|t| (t.key.as_str(), t.shape.as_slice())),
+            expected,
+        )
+    }
+
+    /// The strict check of any (key, shape) list, in its order, against the model's keys: what
+    /// PyTorch's `load_state_dict(strict=True)` reports, with missing `num_batches_tracked`
+    /// ignored as mmengine does. Backends use it too, so the accounting exists once.
+    pub fn of<'k>(
+        got: impl IntoIterator<Item = (&'k str, &'k [usize])>,
+        expected: &ExpectedKeys,
+    ) -> KeyMismatch {
+        let got: Vec<(&str, &[usize])> = got.into_iter().collect();
+        let by_key: BTreeMap<&str, &[usize]> = got.iter().copied().collect();
         let missing = expected
             .keys()
-            .filter(|k| !got.contains_key(k.as_str()) && !k.contains(IGNORED_MISSING))
+            .filter(|k| !by_key.contains_key(k.as_str()) && !super::fit::is_bn_counter(k))
             .cloned()
             .collect();
-        let unexpected = mapping
-            .tensors
+        let unexpected = got
             .iter()
-            .filter(|t| !expected.contains_key(&t.key))
-            .map(|t| t.key.clone())
+            .filter(|(k, _)| !expected.contains_key(*k))
+            .map(|(k, _)| (*k).to_owned())
             .collect();
         let shape_mismatch = expected
             .iter()
             .filter_map(|(k, shape)| {
-                got.get(k.as_str())
-                    .filter(|g| **g != shape)
-                    .map(|g| (k.clone(), shape.clone(), (*g).clone()))
+                by_key
+                    .get(k.as_str())
+                    .filter(|g| **g != shape.as_slice())
+                    .map(|g| (k.clone(), shape.clone(), g.to_vec()))
             })
             .collect();
         KeyMismatch {

@@ -133,6 +133,8 @@ pub enum ScopeOrigin {
     Explicit,
     /// The config's `default_scope`.
     DefaultScope,
+    /// Nothing given: DetInferencer's default `scope='mmdet'`.
+    InferencerDefault,
     /// Nothing said anything: the root scope.
     Root,
 }
@@ -143,6 +145,7 @@ impl fmt::Display for ScopeOrigin {
             ScopeOrigin::ScopeKey => "`_scope_` of the dict being built",
             ScopeOrigin::Explicit => "the scope given by the caller",
             ScopeOrigin::DefaultScope => "the config's `default_scope`",
+            ScopeOrigin::InferencerDefault => "DetInferencer's default scope (no scope given)",
             ScopeOrigin::Root => "the root scope (no scope given)",
         })
     }
@@ -226,7 +229,7 @@ pub fn split_scope_key(key: &str) -> (Option<&str>, &str) {
 }
 
 /// Registry errors; every variant says what would fix it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RegistryError {
     #[error("{}", not_found_message(.0))]
     NotFound(Box<NotFound>),

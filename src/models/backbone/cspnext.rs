@@ -5,21 +5,22 @@
 //! `kernel_sizes=5`, mmdet SPP with `spp_kernel_sizes`), in default norm (mmyolo `BN` eps 1e-5,
 //! mmdet `BN` momentum 0.03 eps 1e-3) and in accepted arguments.
 
-use serde::Deserialize;
-use serde_json::Value;
 use tch::Tensor;
 
 use crate::models::layers::conv_module::Fuse;
 
-use crate::models::cfg::{check_conv_cfg, parse_section, py_int, py_round, ActCfg, NormCfg};
+use crate::models::cfg::{check_conv_cfg, py_int, py_round, ActCfg, NormCfg};
+use crate::models::component::Backbone;
 use crate::models::layers::conv_module::{AnyConv, ConvModule, ConvSpec};
 use crate::models::layers::csp_layer::{CspArgs, CspLayer, CspLayerSpec};
 use crate::models::layers::spp::{Pooling, SppBottleneck};
 use crate::models::param::Ctx;
 use crate::models::ModelError;
+use mmcompat_registry::spec::ComponentSpec;
 
-/// One row of `arch_settings`: in, out, num_blocks, add_identity, use_spp.
-pub type StageSetting = (f64, f64, f64, bool, bool);
+pub use mmcompat_registry::spec::models::cspnext::{
+    MmdetCspNextCfg, MmyoloCspNextCfg, StageSetting,
+};
 
 fn arch_settings(arch: &str, path: &str) -> Result<Vec<StageSetting>, ModelError> {
     let p5 = vec![
@@ -42,122 +43,6 @@ fn arch_settings(arch: &str, path: &str) -> Result<Vec<StageSetting>, ModelError
             message: format!("arch `{other}` is not one of P5, P6 (KeyError in arch_settings)"),
         }),
     }
-}
-
-fn default_arch() -> String {
-    "P5".into()
-}
-fn one() -> f64 {
-    1.0
-}
-fn half() -> f64 {
-    0.5
-}
-fn three() -> i64 {
-    3
-}
-fn out_indices() -> Vec<i64> {
-    vec![2, 3, 4]
-}
-fn minus_one() -> i64 {
-    -1
-}
-fn yes() -> bool {
-    true
-}
-fn silu() -> ActCfg {
-    ActCfg::named("SiLU")
-}
-fn plain_bn() -> NormCfg {
-    NormCfg::bn(1e-5, 0.1)
-}
-fn yolo_bn() -> NormCfg {
-    NormCfg::bn(1e-3, 0.03)
-}
-fn spp_kernels() -> Vec<i64> {
-    vec![5, 9, 13]
-}
-
-/// Arguments of mmyolo's `CSPNeXt.__init__`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MmyoloCspNextCfg {
-    #[serde(default, rename = "type")]
-    pub type_name: Option<String>,
-    #[serde(default, rename = "_scope_")]
-    pub scope: Option<String>,
-    #[serde(default = "default_arch")]
-    pub arch: String,
-    #[serde(default = "one")]
-    pub deepen_factor: f64,
-    #[serde(default = "one")]
-    pub widen_factor: f64,
-    #[serde(default = "three")]
-    pub input_channels: i64,
-    #[serde(default = "out_indices")]
-    pub out_indices: Vec<i64>,
-    #[serde(default = "minus_one")]
-    pub frozen_stages: i64,
-    #[serde(default)]
-    pub plugins: Option<Value>,
-    #[serde(default)]
-    pub use_depthwise: bool,
-    #[serde(default = "half")]
-    pub expand_ratio: f64,
-    #[serde(default)]
-    pub arch_ovewrite: Option<Vec<StageSetting>>,
-    #[serde(default = "yes")]
-    pub channel_attention: bool,
-    #[serde(default)]
-    pub conv_cfg: Option<Value>,
-    #[serde(default = "plain_bn")]
-    pub norm_cfg: NormCfg,
-    #[serde(default = "silu")]
-    pub act_cfg: ActCfg,
-    #[serde(default)]
-    pub norm_eval: bool,
-    #[serde(default)]
-    pub init_cfg: Option<Value>,
-}
-
-/// Arguments of mmdet's `CSPNeXt.__init__`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MmdetCspNextCfg {
-    #[serde(default, rename = "type")]
-    pub type_name: Option<String>,
-    #[serde(default, rename = "_scope_")]
-    pub scope: Option<String>,
-    #[serde(default = "default_arch")]
-    pub arch: String,
-    #[serde(default = "one")]
-    pub deepen_factor: f64,
-    #[serde(default = "one")]
-    pub widen_factor: f64,
-    #[serde(default = "out_indices")]
-    pub out_indices: Vec<i64>,
-    #[serde(default = "minus_one")]
-    pub frozen_stages: i64,
-    #[serde(default)]
-    pub use_depthwise: bool,
-    #[serde(default = "half")]
-    pub expand_ratio: f64,
-    #[serde(default)]
-    pub arch_ovewrite: Option<Vec<StageSetting>>,
-    #[serde(default = "spp_kernels")]
-    pub spp_kernel_sizes: Vec<i64>,
-    #[serde(default = "yes")]
-    pub channel_attention: bool,
-    #[serde(default)]
-    pub conv_cfg: Option<Value>,
-    #[serde(default = "yolo_bn")]
-    pub norm_cfg: NormCfg,
-    #[serde(default = "silu")]
-    pub act_cfg: ActCfg,
-    #[serde(default)]
-    pub norm_eval: bool,
-    #[serde(default)]
-    pub init_cfg: Option<Value>,
 }
 
 /// One `stage{i}` Sequential.
@@ -193,8 +78,9 @@ struct Common<'a> {
 }
 
 impl CspNext {
-    pub fn build_mmyolo(ctx: &Ctx, value: &Value, path: &str) -> Result<Self, ModelError> {
-        let cfg: MmyoloCspNextCfg = parse_section(value, "mmyolo.CSPNeXt", path)?;
+    pub fn build_mmyolo(spec: &ComponentSpec, ctx: &Ctx) -> Result<Self, ModelError> {
+        let cfg: &MmyoloCspNextCfg = spec.args()?;
+        let path = spec.path.as_str();
         if cfg.plugins.as_ref().is_some_and(|p| !p.is_null()) {
             return Err(ModelError::Unsupported {
                 what: "CSPNeXt plugins".into(),
@@ -225,8 +111,9 @@ impl CspNext {
         )
     }
 
-    pub fn build_mmdet(ctx: &Ctx, value: &Value, path: &str) -> Result<Self, ModelError> {
-        let cfg: MmdetCspNextCfg = parse_section(value, "mmdet.CSPNeXt", path)?;
+    pub fn build_mmdet(spec: &ComponentSpec, ctx: &Ctx) -> Result<Self, ModelError> {
+        let cfg: &MmdetCspNextCfg = spec.args()?;
+        let path = spec.path.as_str();
         check_conv_cfg(&cfg.conv_cfg, path)?;
         let settings = match &cfg.arch_ovewrite {
             Some(s) if !s.is_empty() => s.clone(),
@@ -379,3 +266,22 @@ impl CspNext {
         Ok(outs)
     }
 }
+
+impl Backbone for CspNext {
+    fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>, tch::TchError> {
+        CspNext::forward(self, x)
+    }
+    fn out_channels(&self) -> Vec<i64> {
+        self.out_channels.clone()
+    }
+    /// The stem and every stage halve the resolution.
+    fn size_divisor(&self) -> i64 {
+        1 << (self.stages.len() + 1)
+    }
+    fn fuse(&mut self, mode: Fuse) {
+        CspNext::fuse(self, mode)
+    }
+}
+
+crate::register_tch_component!(scope: "mmyolo", name: "CSPNeXt", Backbone: |s, c| Ok(Box::new(CspNext::build_mmyolo(s, c)?)));
+crate::register_tch_component!(scope: "mmdet", name: "CSPNeXt", Backbone: |s, c| Ok(Box::new(CspNext::build_mmdet(s, c)?)));

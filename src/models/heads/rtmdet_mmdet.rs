@@ -4,88 +4,20 @@
 //! (`reg.exp() * stride` with `exp_on_reg`) and, with `with_objectness`, folds the objectness
 //! into the class logits (`inverse_sigmoid(sqrt(sigmoid(cls) * sigmoid(obj)))`).
 
-use serde::Deserialize;
 use serde_json::Value;
 use tch::Tensor;
 
 use crate::models::layers::conv_module::Fuse;
 
 use super::sep_bn::{PointGeneratorCfg, SepBnTowers, TowerSpec};
-use crate::models::cfg::{check_conv_cfg, join, parse_section, ActCfg, NormCfg};
+use crate::models::cfg::{check_conv_cfg, join};
+use crate::models::component::DenseHead;
+use crate::models::component::{Flavour, HeadOutputs};
 use crate::models::param::Ctx;
 use crate::models::ModelError;
+use mmcompat_registry::spec::ComponentSpec;
 
-fn yes() -> bool {
-    true
-}
-fn one() -> i64 {
-    1
-}
-fn four() -> i64 {
-    4
-}
-fn c256() -> i64 {
-    256
-}
-fn yolo_bn() -> NormCfg {
-    NormCfg::bn(1e-3, 0.03)
-}
-fn silu() -> ActCfg {
-    ActCfg::named("SiLU")
-}
-
-/// Keyword arguments of `RTMDetSepBNHead` and its bases.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MmdetSepBnHeadCfg {
-    #[serde(default, rename = "type")]
-    pub type_name: Option<String>,
-    #[serde(default, rename = "_scope_")]
-    pub scope: Option<String>,
-    pub num_classes: i64,
-    pub in_channels: i64,
-    #[serde(default = "yes")]
-    pub share_conv: bool,
-    #[serde(default)]
-    pub use_depthwise: bool,
-    #[serde(default = "yolo_bn")]
-    pub norm_cfg: NormCfg,
-    #[serde(default = "silu")]
-    pub act_cfg: ActCfg,
-    #[serde(default = "one")]
-    pub pred_kernel_size: i64,
-    #[serde(default)]
-    pub exp_on_reg: bool,
-    // RTMDetHead
-    #[serde(default = "yes")]
-    pub with_objectness: bool,
-    // ATSSHead
-    #[serde(default = "four")]
-    pub stacked_convs: i64,
-    #[serde(default)]
-    pub conv_cfg: Option<Value>,
-    #[serde(default)]
-    pub reg_decoded_bbox: Option<bool>,
-    #[serde(default)]
-    pub loss_centerness: Option<Value>,
-    #[serde(default)]
-    pub init_cfg: Option<Value>,
-    // AnchorHead
-    #[serde(default = "c256")]
-    pub feat_channels: i64,
-    #[serde(default)]
-    pub anchor_generator: Option<Value>,
-    #[serde(default)]
-    pub bbox_coder: Option<Value>,
-    #[serde(default)]
-    pub loss_cls: Option<Value>,
-    #[serde(default)]
-    pub loss_bbox: Option<Value>,
-    #[serde(default)]
-    pub train_cfg: Option<Value>,
-    #[serde(default)]
-    pub test_cfg: Option<Value>,
-}
+pub use mmcompat_registry::spec::models::rtmdet_head_mmdet::MmdetSepBnHeadCfg;
 
 #[derive(Debug)]
 pub struct MmdetSepBnHead {
@@ -98,8 +30,9 @@ pub struct MmdetSepBnHead {
 }
 
 impl MmdetSepBnHead {
-    pub fn build(ctx: &Ctx, value: &Value, path: &str) -> Result<Self, ModelError> {
-        let cfg: MmdetSepBnHeadCfg = parse_section(value, "mmdet.RTMDetSepBNHead", path)?;
+    pub fn build(spec: &ComponentSpec, ctx: &Ctx) -> Result<Self, ModelError> {
+        let cfg: &MmdetSepBnHeadCfg = spec.args()?;
+        let path = spec.path.as_str();
         check_conv_cfg(&cfg.conv_cfg, path)?;
         cfg.norm_cfg.validate(&join(path, "norm_cfg"))?;
         let act = Some(cfg.act_cfg.to_act(&join(path, "act_cfg"))?);
@@ -187,3 +120,35 @@ impl MmdetSepBnHead {
         Ok((cls_scores, bbox_preds))
     }
 }
+
+impl DenseHead for MmdetSepBnHead {
+    fn forward(&self, feats: &[Tensor]) -> Result<HeadOutputs, tch::TchError> {
+        let (cls_scores, bbox_preds) = MmdetSepBnHead::forward(self, feats)?;
+        Ok(HeadOutputs {
+            cls_scores,
+            bbox_preds,
+        })
+    }
+    fn in_channels(&self) -> Vec<i64> {
+        vec![self.in_channels; self.prior_generator.strides.len()]
+    }
+    fn num_classes(&self) -> i64 {
+        self.num_classes
+    }
+    fn strides(&self) -> Vec<(f64, f64)> {
+        self.prior_generator.strides_wh()
+    }
+    fn prior_offset(&self) -> f64 {
+        self.prior_generator.offset
+    }
+    /// Post-processing (the trait's default `predict_by_feat`) mirrors:
+    /// `mmdet/models/dense_heads/base_dense_head.py: BaseDenseHead.predict_by_feat`.
+    fn flavour(&self) -> Flavour {
+        Flavour::Mmdet
+    }
+    fn fuse(&mut self, mode: Fuse) {
+        MmdetSepBnHead::fuse(self, mode)
+    }
+}
+
+crate::register_tch_component!(scope: "mmdet", name: "RTMDetSepBNHead", DenseHead: |s, c| Ok(Box::new(MmdetSepBnHead::build(s, c)?)));

@@ -3,104 +3,19 @@
 //! The forward returns the raw `rtm_reg` distances (in stride units); `predict_by_feat` multiplies
 //! them by the stride during decoding.
 
-use serde::Deserialize;
-use serde_json::Value;
 use tch::Tensor;
 
 use crate::models::layers::conv_module::Fuse;
 
 use super::sep_bn::{PointGeneratorCfg, SepBnTowers, TowerSpec};
-use crate::models::cfg::{check_conv_cfg, join, parse_section, py_int, ActCfg, NormCfg};
+use crate::models::cfg::{check_conv_cfg, join, py_int};
+use crate::models::component::DenseHead;
+use crate::models::component::{Flavour, HeadOutputs};
 use crate::models::param::Ctx;
 use crate::models::ModelError;
+use mmcompat_registry::spec::ComponentSpec;
 
-fn one() -> f64 {
-    1.0
-}
-fn one_i() -> i64 {
-    1
-}
-fn two() -> i64 {
-    2
-}
-fn f256() -> f64 {
-    256.0
-}
-fn strides() -> Vec<i64> {
-    vec![8, 16, 32]
-}
-fn yes() -> bool {
-    true
-}
-fn plain_bn() -> NormCfg {
-    NormCfg::bn(1e-5, 0.1)
-}
-fn silu() -> ActCfg {
-    ActCfg::named("SiLU")
-}
-fn default_prior_generator() -> Value {
-    serde_json::json!({"type": "mmdet.MlvlPointGenerator", "offset": 0, "strides": [8, 16, 32]})
-}
-
-/// Arguments of `RTMDetSepBNHeadModule.__init__`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeadModuleCfg {
-    #[serde(default, rename = "type")]
-    pub type_name: Option<String>,
-    #[serde(default, rename = "_scope_")]
-    pub scope: Option<String>,
-    pub num_classes: i64,
-    pub in_channels: f64,
-    #[serde(default = "one")]
-    pub widen_factor: f64,
-    #[serde(default = "one_i")]
-    pub num_base_priors: i64,
-    #[serde(default = "f256")]
-    pub feat_channels: f64,
-    #[serde(default = "two")]
-    pub stacked_convs: i64,
-    #[serde(default = "strides")]
-    pub featmap_strides: Vec<i64>,
-    #[serde(default = "yes")]
-    pub share_conv: bool,
-    #[serde(default = "one_i")]
-    pub pred_kernel_size: i64,
-    #[serde(default)]
-    pub conv_cfg: Option<Value>,
-    #[serde(default = "plain_bn")]
-    pub norm_cfg: NormCfg,
-    #[serde(default = "silu")]
-    pub act_cfg: ActCfg,
-    #[serde(default)]
-    pub init_cfg: Option<Value>,
-}
-
-/// Arguments of mmyolo `RTMDetHead.__init__` (losses, coder and train config are kept as given:
-/// inference never builds them).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MmyoloRtmdetHeadCfg {
-    #[serde(default, rename = "type")]
-    pub type_name: Option<String>,
-    #[serde(default, rename = "_scope_")]
-    pub scope: Option<String>,
-    pub head_module: Value,
-    #[serde(default = "default_prior_generator")]
-    pub prior_generator: Value,
-    #[serde(default)]
-    pub bbox_coder: Option<Value>,
-    #[serde(default)]
-    pub loss_cls: Option<Value>,
-    #[serde(default)]
-    pub loss_bbox: Option<Value>,
-    #[serde(default)]
-    pub train_cfg: Option<Value>,
-    #[serde(default)]
-    pub test_cfg: Option<Value>,
-    #[serde(default)]
-    pub init_cfg: Option<Value>,
-}
+pub use mmcompat_registry::spec::models::rtmdet_head_mmyolo::{HeadModuleCfg, MmyoloRtmdetHeadCfg};
 
 #[derive(Debug)]
 pub struct MmyoloRtmdetHead {
@@ -112,12 +27,19 @@ pub struct MmyoloRtmdetHead {
 }
 
 impl MmyoloRtmdetHead {
-    /// `head_module_check` validates the nested `head_module` type (resolved by the caller).
-    pub fn build(ctx: &Ctx, value: &Value, path: &str) -> Result<Self, ModelError> {
-        let cfg: MmyoloRtmdetHeadCfg = parse_section(value, "mmyolo.RTMDetHead", path)?;
-        let hpath = join(path, "head_module");
-        let m: HeadModuleCfg =
-            parse_section(&cfg.head_module, "mmyolo.RTMDetSepBNHeadModule", &hpath)?;
+    pub fn build(spec: &ComponentSpec, ctx: &Ctx) -> Result<Self, ModelError> {
+        let cfg: &MmyoloRtmdetHeadCfg = spec.args()?;
+        let path = spec.path.as_str();
+        let module = spec.require_child("head_module")?;
+        let hpath = module.path.clone();
+        if module.qualified_name() != "mmyolo.RTMDetSepBNHeadModule" {
+            return Err(ModelError::Unsupported {
+                what: format!("head_module type {}", module.qualified_name()),
+                path: hpath,
+                hint: "mmyolo RTMDetHead is implemented with RTMDetSepBNHeadModule only".into(),
+            });
+        }
+        let m: &HeadModuleCfg = module.args()?;
         check_conv_cfg(&m.conv_cfg, &hpath)?;
         m.norm_cfg.validate(&join(&hpath, "norm_cfg"))?;
         let act = Some(m.act_cfg.to_act(&join(&hpath, "act_cfg"))?);
@@ -158,7 +80,7 @@ impl MmyoloRtmdetHead {
         Ok(MmyoloRtmdetHead {
             towers,
             num_classes: m.num_classes,
-            featmap_strides: m.featmap_strides,
+            featmap_strides: m.featmap_strides.clone(),
             prior_generator,
             in_channels,
         })
@@ -180,3 +102,36 @@ impl MmyoloRtmdetHead {
         Ok((cls, reg))
     }
 }
+
+impl DenseHead for MmyoloRtmdetHead {
+    fn forward(&self, feats: &[Tensor]) -> Result<HeadOutputs, tch::TchError> {
+        let (cls_scores, bbox_preds) = MmyoloRtmdetHead::forward(self, feats)?;
+        Ok(HeadOutputs {
+            cls_scores,
+            bbox_preds,
+        })
+    }
+    fn in_channels(&self) -> Vec<i64> {
+        vec![self.in_channels; self.prior_generator.strides.len()]
+    }
+    fn num_classes(&self) -> i64 {
+        self.num_classes
+    }
+    fn strides(&self) -> Vec<(f64, f64)> {
+        self.prior_generator.strides_wh()
+    }
+    fn prior_offset(&self) -> f64 {
+        self.prior_generator.offset
+    }
+    /// Post-processing (the trait's default `predict_by_feat`) mirrors:
+    /// `mmyolo/models/dense_heads/rtmdet_head.py: RTMDetHead.predict_by_feat` (YOLOv5Head's).
+    fn flavour(&self) -> Flavour {
+        Flavour::Mmyolo
+    }
+    fn fuse(&mut self, mode: Fuse) {
+        MmyoloRtmdetHead::fuse(self, mode)
+    }
+}
+
+crate::register_tch_component!(scope: "mmyolo", name: "RTMDetHead", DenseHead: |s, c| Ok(Box::new(MmyoloRtmdetHead::build(s, c)?)));
+crate::register_tch_component!(scope: "mmyolo", name: "RTMDetSepBNHeadModule", BuiltByParent);

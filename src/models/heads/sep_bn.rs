@@ -5,7 +5,6 @@
 //! *convolutions* of every level are level 0's (one tensor, several state-dict names); the batch
 //! norms stay per level ("separate BN").
 
-use serde::Deserialize;
 use tch::Tensor;
 
 use crate::models::layers::conv_module::Fuse;
@@ -155,54 +154,4 @@ impl SepBnTowers {
     }
 }
 
-/// A prior generator dict (`MlvlPointGenerator(strides, offset=0.5)`,
-/// `mmdet/models/task_modules/prior_generators/point_generator.py`). Only point generators exist
-/// on the RTMDet path.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PointGeneratorCfg {
-    #[serde(rename = "type")]
-    pub type_name: String,
-    #[serde(default, rename = "_scope_")]
-    pub scope: Option<String>,
-    pub strides: Vec<StrideCfg>,
-    #[serde(default = "half")]
-    pub offset: f64,
-}
-
-fn half() -> f64 {
-    0.5
-}
-
-/// A stride: `8` or `(8, 8)` (w, h).
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(untagged)]
-pub enum StrideCfg {
-    Square(f64),
-    Pair(f64, f64),
-}
-
-impl StrideCfg {
-    /// `(w, h)` stride.
-    pub fn wh(&self) -> (f64, f64) {
-        match *self {
-            StrideCfg::Square(s) => (s, s),
-            StrideCfg::Pair(w, h) => (w, h),
-        }
-    }
-}
-
-impl PointGeneratorCfg {
-    pub fn parse(value: &serde_json::Value, path: &str) -> Result<Self, ModelError> {
-        let cfg: PointGeneratorCfg =
-            crate::models::cfg::parse_section(value, "mmdet.MlvlPointGenerator", path)?;
-        if cfg.type_name.rsplit('.').next() != Some("MlvlPointGenerator") {
-            return Err(ModelError::Unsupported {
-                what: format!("prior generator `{}`", cfg.type_name),
-                path: path.to_string(),
-                hint: "RTMDet heads use mmdet.MlvlPointGenerator".into(),
-            });
-        }
-        Ok(cfg)
-    }
-}
+pub use mmcompat_registry::spec::models::prior_generator::{PointGeneratorCfg, StrideCfg};

@@ -3,59 +3,20 @@
 //! `bottom_up_blocks.{i}`, `out_convs.{i}`. No widen/deepen factors: the config gives the final
 //! channel counts and `num_csp_blocks`.
 
-use serde::Deserialize;
-use serde_json::Value;
 use tch::Tensor;
 
 use crate::models::layers::conv_module::Fuse;
 
-use super::{BottomUpNames, BottomUpPath, Upsample, UpsampleCfg};
-use crate::models::cfg::{check_conv_cfg, parse_section, ActCfg, NormCfg};
+use super::{BottomUpNames, BottomUpPath, Upsample};
+use crate::models::cfg::check_conv_cfg;
+use crate::models::component::Neck;
 use crate::models::layers::conv_module::{ConvModule, ConvSpec};
 use crate::models::layers::csp_layer::{CspArgs, CspLayer, CspLayerSpec};
 use crate::models::param::Ctx;
 use crate::models::ModelError;
+use mmcompat_registry::spec::ComponentSpec;
 
-fn half() -> f64 {
-    0.5
-}
-fn three() -> i64 {
-    3
-}
-fn yolo_bn() -> NormCfg {
-    NormCfg::bn(1e-3, 0.03)
-}
-fn swish() -> ActCfg {
-    ActCfg::named("Swish")
-}
-
-/// Arguments of mmdet's `CSPNeXtPAFPN.__init__`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MmdetPafpnCfg {
-    #[serde(default, rename = "type")]
-    pub type_name: Option<String>,
-    #[serde(default, rename = "_scope_")]
-    pub scope: Option<String>,
-    pub in_channels: Vec<i64>,
-    pub out_channels: i64,
-    #[serde(default = "three")]
-    pub num_csp_blocks: i64,
-    #[serde(default)]
-    pub use_depthwise: bool,
-    #[serde(default = "half")]
-    pub expand_ratio: f64,
-    #[serde(default)]
-    pub upsample_cfg: UpsampleCfg,
-    #[serde(default)]
-    pub conv_cfg: Option<Value>,
-    #[serde(default = "yolo_bn")]
-    pub norm_cfg: NormCfg,
-    #[serde(default = "swish")]
-    pub act_cfg: ActCfg,
-    #[serde(default)]
-    pub init_cfg: Option<Value>,
-}
+pub use mmcompat_registry::spec::models::cspnext_pafpn_mmdet::MmdetPafpnCfg;
 
 #[derive(Debug)]
 pub struct MmdetPafpn {
@@ -69,8 +30,9 @@ pub struct MmdetPafpn {
 }
 
 impl MmdetPafpn {
-    pub fn build(ctx: &Ctx, value: &Value, path: &str) -> Result<Self, ModelError> {
-        let cfg: MmdetPafpnCfg = parse_section(value, "mmdet.CSPNeXtPAFPN", path)?;
+    pub fn build(spec: &ComponentSpec, ctx: &Ctx) -> Result<Self, ModelError> {
+        let cfg: &MmdetPafpnCfg = spec.args()?;
+        let path = spec.path.as_str();
         check_conv_cfg(&cfg.conv_cfg, path)?;
         cfg.norm_cfg.validate(&format!("{path}.norm_cfg"))?;
         let act = Some(cfg.act_cfg.to_act(&format!("{path}.act_cfg"))?);
@@ -164,3 +126,20 @@ impl MmdetPafpn {
         self.bottom_up.forward(&inner_outs)
     }
 }
+
+impl Neck for MmdetPafpn {
+    fn forward(&self, feats: &[Tensor]) -> Result<Vec<Tensor>, tch::TchError> {
+        MmdetPafpn::forward(self, feats)
+    }
+    fn in_channels(&self) -> Vec<i64> {
+        self.in_channels.clone()
+    }
+    fn out_channels(&self) -> Vec<i64> {
+        vec![self.out_channels; self.in_channels.len()]
+    }
+    fn fuse(&mut self, mode: Fuse) {
+        MmdetPafpn::fuse(self, mode)
+    }
+}
+
+crate::register_tch_component!(scope: "mmdet", name: "CSPNeXtPAFPN", Neck: |s, c| Ok(Box::new(MmdetPafpn::build(s, c)?)));

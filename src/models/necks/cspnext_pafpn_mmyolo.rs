@@ -5,69 +5,20 @@
 //! `top_down_layers.0.0`, `top_down_layers.0.1`), `downsample_layers`, `bottom_up_layers`,
 //! `out_layers`. Channels: `int(c * widen_factor)`, blocks `round(num_csp_blocks * deepen_factor)`.
 
-use serde::Deserialize;
-use serde_json::Value;
 use tch::Tensor;
 
 use crate::models::layers::conv_module::Fuse;
 
-use super::{BottomUpNames, BottomUpPath, Upsample, UpsampleCfg};
-use crate::models::cfg::{check_conv_cfg, parse_section, py_int, py_round, ActCfg, NormCfg};
+use super::{BottomUpNames, BottomUpPath, Upsample};
+use crate::models::cfg::{check_conv_cfg, py_int, py_round};
+use crate::models::component::Neck;
 use crate::models::layers::conv_module::{AnyConv, ConvSpec};
 use crate::models::layers::csp_layer::{CspArgs, CspLayer, CspLayerSpec};
 use crate::models::param::Ctx;
 use crate::models::ModelError;
+use mmcompat_registry::spec::ComponentSpec;
 
-fn one() -> f64 {
-    1.0
-}
-fn half() -> f64 {
-    0.5
-}
-fn three() -> i64 {
-    3
-}
-
-/// Arguments of mmyolo's `CSPNeXtPAFPN.__init__`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MmyoloPafpnCfg {
-    #[serde(default, rename = "type")]
-    pub type_name: Option<String>,
-    #[serde(default, rename = "_scope_")]
-    pub scope: Option<String>,
-    pub in_channels: Vec<f64>,
-    pub out_channels: f64,
-    #[serde(default = "one")]
-    pub deepen_factor: f64,
-    #[serde(default = "one")]
-    pub widen_factor: f64,
-    #[serde(default = "three")]
-    pub num_csp_blocks: i64,
-    #[serde(default)]
-    pub freeze_all: bool,
-    #[serde(default)]
-    pub use_depthwise: bool,
-    #[serde(default = "half")]
-    pub expand_ratio: f64,
-    #[serde(default)]
-    pub upsample_cfg: UpsampleCfg,
-    #[serde(default)]
-    pub conv_cfg: Option<Value>,
-    #[serde(default = "plain_bn")]
-    pub norm_cfg: NormCfg,
-    #[serde(default = "silu")]
-    pub act_cfg: ActCfg,
-    #[serde(default)]
-    pub init_cfg: Option<Value>,
-}
-
-fn plain_bn() -> NormCfg {
-    NormCfg::bn(1e-5, 0.1)
-}
-fn silu() -> ActCfg {
-    ActCfg::named("SiLU")
-}
+pub use mmcompat_registry::spec::models::cspnext_pafpn_mmyolo::MmyoloPafpnCfg;
 
 /// `top_down_layers[j]`: a bare `CSPLayer` (the last one) or `Sequential(CSPLayer, conv)`.
 #[derive(Debug)]
@@ -89,8 +40,9 @@ pub struct MmyoloPafpn {
 }
 
 impl MmyoloPafpn {
-    pub fn build(ctx: &Ctx, value: &Value, path: &str) -> Result<Self, ModelError> {
-        let cfg: MmyoloPafpnCfg = parse_section(value, "mmyolo.CSPNeXtPAFPN", path)?;
+    pub fn build(spec: &ComponentSpec, ctx: &Ctx) -> Result<Self, ModelError> {
+        let cfg: &MmyoloPafpnCfg = spec.args()?;
+        let path = spec.path.as_str();
         check_conv_cfg(&cfg.conv_cfg, path)?;
         cfg.norm_cfg.validate(&format!("{path}.norm_cfg"))?;
         let act = Some(cfg.act_cfg.to_act(&format!("{path}.act_cfg"))?);
@@ -233,3 +185,20 @@ impl MmyoloPafpn {
         self.bottom_up.forward(&inner_outs)
     }
 }
+
+impl Neck for MmyoloPafpn {
+    fn forward(&self, feats: &[Tensor]) -> Result<Vec<Tensor>, tch::TchError> {
+        MmyoloPafpn::forward(self, feats)
+    }
+    fn in_channels(&self) -> Vec<i64> {
+        self.in_channels.clone()
+    }
+    fn out_channels(&self) -> Vec<i64> {
+        vec![self.out_channels; self.in_channels.len()]
+    }
+    fn fuse(&mut self, mode: Fuse) {
+        MmyoloPafpn::fuse(self, mode)
+    }
+}
+
+crate::register_tch_component!(scope: "mmyolo", name: "CSPNeXtPAFPN", Neck: |s, c| Ok(Box::new(MmyoloPafpn::build(s, c)?)));

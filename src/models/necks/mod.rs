@@ -3,7 +3,6 @@
 pub mod cspnext_pafpn_mmdet;
 pub mod cspnext_pafpn_mmyolo;
 
-use serde::Deserialize;
 use tch::Tensor;
 
 use crate::models::layers::conv_module::{AnyConv, ConvSpec, Fuse};
@@ -11,35 +10,7 @@ use crate::models::layers::csp_layer::{CspArgs, CspLayer};
 use crate::models::param::Ctx;
 use crate::models::ModelError;
 
-/// `upsample_cfg` of the PAFPNs: `nn.Upsample(**upsample_cfg)`; only nearest with a scale factor
-/// is implemented (every RTMDet config).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpsampleCfg {
-    #[serde(default)]
-    pub scale_factor: Option<f64>,
-    #[serde(default = "nearest")]
-    pub mode: String,
-    #[serde(default)]
-    pub size: Option<serde_json::Value>,
-    #[serde(default)]
-    pub align_corners: Option<bool>,
-}
-
-fn nearest() -> String {
-    "nearest".into()
-}
-
-impl Default for UpsampleCfg {
-    fn default() -> Self {
-        UpsampleCfg {
-            scale_factor: Some(2.0),
-            mode: nearest(),
-            size: None,
-            align_corners: None,
-        }
-    }
-}
+pub use crate::models::cfg::UpsampleCfg;
 
 /// A validated nearest-neighbour upsampling by `scale`.
 #[derive(Debug, Clone, Copy)]

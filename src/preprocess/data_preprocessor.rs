@@ -9,12 +9,20 @@
 //! batch maximum rounded up to `pad_size_divisor`, with `pad_value`, after normalisation.
 //! The mean/std tensors live on the device once; nothing is rebuilt per call.
 
+use mmcompat_registry::spec::DataPreprocessorSpec;
 use tch::{Device, Kind, Tensor};
 
-use super::{tch_err, PostprocessError};
+use super::PreprocessError;
+
+fn tch_err(what: &'static str) -> impl FnOnce(tch::TchError) -> PreprocessError {
+    move |source| PreprocessError::Tch {
+        what,
+        source: Box::new(source),
+    }
+}
 
 /// What the forward pass of the data preprocessor needs, taken from the model's parsed
-/// `data_preprocessor` section ([`crate::models::DataPreprocessor`], which validates the keys).
+/// `data_preprocessor` section ([`DataPreprocessorSpec`], which validates the keys).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataPreprocessorCfg {
     /// Per channel (1 or 3 values), in the channel order after the optional swap, as float32
@@ -27,8 +35,8 @@ pub struct DataPreprocessorCfg {
     pub pad_value: f64,
 }
 
-impl From<&crate::models::DataPreprocessor> for DataPreprocessorCfg {
-    fn from(dp: &crate::models::DataPreprocessor) -> Self {
+impl From<&DataPreprocessorSpec> for DataPreprocessorCfg {
+    fn from(dp: &DataPreprocessorSpec) -> Self {
         let f32s = |v: &Option<Vec<f64>>| v.as_ref().map(|v| v.iter().map(|&x| x as f32).collect());
         DataPreprocessorCfg {
             mean: f32s(&dp.mean),
@@ -58,8 +66,8 @@ pub struct DataPreprocessor {
 }
 
 impl DataPreprocessor {
-    pub fn new(cfg: DataPreprocessorCfg, device: Device) -> Result<Self, PostprocessError> {
-        let to_dev = |v: &Option<Vec<f32>>| -> Result<Option<Tensor>, PostprocessError> {
+    pub fn new(cfg: DataPreprocessorCfg, device: Device) -> Result<Self, PreprocessError> {
+        let to_dev = |v: &Option<Vec<f32>>| -> Result<Option<Tensor>, PreprocessError> {
             v.as_ref()
                 .map(|vals| {
                     Tensor::f_from_slice(vals)
@@ -88,15 +96,15 @@ impl DataPreprocessor {
         &self,
         images: &[HwcU8<'_>],
         kind: Kind,
-    ) -> Result<(Tensor, [i64; 2]), PostprocessError> {
+    ) -> Result<(Tensor, [i64; 2]), PreprocessError> {
         if images.is_empty() {
-            return Err(PostprocessError::Shape("empty batch".into()));
+            return Err(PreprocessError::Batch("empty batch".into()));
         }
         let mut normalised = Vec::with_capacity(images.len());
         for img in images {
             let (h, w) = (img.height as i64, img.width as i64);
             if img.data.len() != img.height * img.width * 3 {
-                return Err(PostprocessError::Shape(format!(
+                return Err(PreprocessError::Batch(format!(
                     "image of {}x{}x3 has {} bytes",
                     img.height,
                     img.width,
@@ -153,5 +161,65 @@ impl DataPreprocessor {
                 .map_err(tch_err("casting the batch"))?;
         }
         Ok((batch, [th, tw]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_preprocessor_normalises_and_pads_like_stack_batch() {
+        // Two images 2x3 and 3x2, BGR; pad_size_divisor 4 → batch 4x4, pad value 0 after
+        // normalisation; channel swap reverses the planes.
+        let a: Vec<u8> = (0..18).map(|v| v as u8 * 10).collect();
+        let b: Vec<u8> = (0..18).map(|v| 255 - v as u8).collect();
+        let cfg = DataPreprocessorCfg {
+            mean: Some(vec![1.0, 2.0, 3.0]),
+            std: Some(vec![2.0, 4.0, 8.0]),
+            channel_conversion: true,
+            pad_size_divisor: 4,
+            pad_value: 0.0,
+        };
+        let dp = DataPreprocessor::new(cfg, tch::Device::Cpu).unwrap();
+        let imgs = [
+            HwcU8 {
+                data: &a,
+                height: 2,
+                width: 3,
+            },
+            HwcU8 {
+                data: &b,
+                height: 3,
+                width: 2,
+            },
+        ];
+        let (batch, shape) = dp.run(&imgs, Kind::Float).unwrap();
+        assert_eq!(shape, [4, 4]);
+        assert_eq!(batch.size(), vec![2, 3, 4, 4]);
+        // image a, output channel 0 = input channel 2 (R), pixel (1, 2): a[(1*3+2)*3+2] = 170.
+        let v = batch.double_value(&[0, 0, 1, 2]);
+        assert_eq!(v as f32, (170.0f32 - 1.0) / 2.0);
+        assert_eq!(batch.double_value(&[0, 2, 3, 3]), 0.0);
+        assert_eq!(
+            batch.double_value(&[1, 1, 2, 1]) as f32,
+            (b[(2 * 2 + 1) * 3 + 1] as f32 - 2.0) / 4.0
+        );
+    }
+
+    #[test]
+    fn cfg_from_spec_takes_float32_values_and_the_swap() {
+        let spec = DataPreprocessorSpec {
+            mean: Some(vec![103.53, 116.28, 123.675]),
+            std: Some(vec![57.375, 57.12, 58.395]),
+            rgb_to_bgr: true,
+            pad_size_divisor: 0,
+            pad_value: 114.0,
+            ..DataPreprocessorSpec::default()
+        };
+        let cfg = DataPreprocessorCfg::from(&spec);
+        assert_eq!(cfg.mean, Some(vec![103.53f32, 116.28, 123.675]));
+        assert!(cfg.channel_conversion);
+        assert_eq!((cfg.pad_size_divisor, cfg.pad_value), (1, 114.0));
     }
 }
