@@ -4,3 +4,4 @@ mod inference;
 mod models;
 mod preprocess;
 mod spec;
+mod yolov8;

@@ -1,3 +1,4 @@
 //! Backbones.
 
 pub mod cspnext;
+pub mod yolov8_csp_darknet;

@@ -3,3 +3,4 @@
 pub mod rtmdet_mmdet;
 pub mod rtmdet_mmyolo;
 pub mod sep_bn;
+pub mod yolov8_head;

@@ -3,3 +3,4 @@
 pub mod conv_module;
 pub mod csp_layer;
 pub mod spp;
+pub mod yolo_bricks;

@@ -2,6 +2,7 @@
 
 pub mod cspnext_pafpn_mmdet;
 pub mod cspnext_pafpn_mmyolo;
+pub mod yolov8_pafpn;
 
 use tch::Tensor;
 

@@ -11,3 +11,6 @@ pub mod detector;
 pub mod prior_generator;
 pub mod rtmdet_head_mmdet;
 pub mod rtmdet_head_mmyolo;
+pub mod yolov8_csp_darknet;
+pub mod yolov8_head;
+pub mod yolov8_pafpn;

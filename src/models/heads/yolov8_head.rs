@@ -1,0 +1,247 @@
+//! mmyolo's `YOLOv8Head` wrapping `YOLOv8HeadModule` (`mmyolo/models/dense_heads/yolov8_head.py`).
+//! Weights live under `bbox_head.head_module.{cls_preds,reg_preds}.{level}.{0,1,2}`: two 3×3
+//! ConvModules and a 1×1 `nn.Conv2d` per level and branch. The forward returns the class logits
+//! and the DFL-decoded distances (l, t, r, b) in stride units; `predict_by_feat` is
+//! `YOLOv5Head.predict_by_feat` (YOLOv8Head does not override it) with `DistancePointBBoxCoder`.
+
+use tch::{Kind, Tensor};
+
+use crate::models::cfg::{join, Act, NormCfg};
+use crate::models::component::DenseHead;
+use crate::models::component::{Flavour, HeadOutputs};
+use crate::models::layers::conv_module::{Conv2d, ConvModule, ConvSpec, Fuse};
+use crate::models::layers::yolo_bricks::make_divisible;
+use crate::models::param::Ctx;
+use crate::models::ModelError;
+use mmcompat_registry::spec::models::prior_generator::PointGeneratorCfg;
+use mmcompat_registry::spec::ComponentSpec;
+
+pub use mmcompat_registry::spec::models::yolov8_head::{YoloV8HeadCfg, YoloV8HeadModuleCfg};
+
+/// One level's `nn.Sequential(ConvModule 3×3, ConvModule 3×3, nn.Conv2d 1×1)`.
+#[derive(Debug)]
+pub struct PredBranch {
+    pub convs: [ConvModule; 2],
+    pub pred: Conv2d,
+}
+
+impl PredBranch {
+    fn new(
+        ctx: &Ctx,
+        (cin, width, cout): (i64, i64, i64),
+        norm: Option<&NormCfg>,
+        act: Option<Act>,
+    ) -> Self {
+        let conv3 = |i: i64, cin: i64| {
+            ConvModule::new(
+                &ctx.sub(i),
+                ConvSpec::new(cin, width, 3).padding(1),
+                norm,
+                act,
+            )
+        };
+        PredBranch {
+            convs: [conv3(0, cin), conv3(1, width)],
+            pred: Conv2d::new(&ctx.sub(2), ConvSpec::new(width, cout, 1), true),
+        }
+    }
+
+    fn fuse(&mut self, mode: Fuse) {
+        self.convs.iter_mut().for_each(|c| c.fuse(mode));
+        self.pred.fuse(mode);
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
+        let y = self.convs[1].forward(&self.convs[0].forward(x)?)?;
+        self.pred.forward(&y)
+    }
+}
+
+#[derive(Debug)]
+pub struct YoloV8Head {
+    pub cls_preds: Vec<PredBranch>,
+    pub reg_preds: Vec<PredBranch>,
+    pub reg_max: i64,
+    pub num_classes: i64,
+    /// `make_divisible(in_channels[i], widen_factor)` per level.
+    pub in_channels: Vec<i64>,
+    pub prior_generator: PointGeneratorCfg,
+}
+
+impl YoloV8Head {
+    pub fn build(spec: &ComponentSpec, ctx: &Ctx) -> Result<Self, ModelError> {
+        let cfg: &YoloV8HeadCfg = spec.args()?;
+        let path = spec.path.as_str();
+        let module = spec.require_child("head_module")?;
+        let hpath = module.path.clone();
+        if module.qualified_name() != "mmyolo.YOLOv8HeadModule" {
+            return Err(ModelError::Unsupported {
+                what: format!("head_module type {}", module.qualified_name()),
+                path: hpath,
+                hint: "YOLOv8Head is implemented with YOLOv8HeadModule only".into(),
+            });
+        }
+        let m: &YoloV8HeadModuleCfg = module.args()?;
+        m.norm_cfg.validate(&join(&hpath, "norm_cfg"))?;
+        let levels = m.featmap_strides.len();
+        if m.in_channels.len() < levels {
+            return Err(ModelError::Invalid {
+                path: join(&hpath, "in_channels"),
+                message: format!(
+                    "{} entries for {levels} featmap_strides (IndexError in _init_layers)",
+                    m.in_channels.len()
+                ),
+            });
+        }
+        if m.reg_max < 1 || m.num_classes < 1 || levels == 0 {
+            return Err(ModelError::Invalid {
+                path: hpath,
+                message: format!(
+                    "reg_max ({}), num_classes ({}) and the number of featmap_strides ({levels}) \
+                     must be positive",
+                    m.reg_max, m.num_classes
+                ),
+            });
+        }
+        let prior_generator =
+            PointGeneratorCfg::parse(&cfg.prior_generator, &join(path, "prior_generator"))?;
+        // YOLOv5Head.predict_by_feat places the priors with prior_generator.strides but scales
+        // the distances with head_module.featmap_strides; the shared decode uses one stride per
+        // level, so both must agree (they do in every shipped config).
+        let same = prior_generator.strides.len() == levels
+            && prior_generator
+                .strides
+                .iter()
+                .zip(&m.featmap_strides)
+                .all(|(p, &s)| p.wh() == (s as f64, s as f64));
+        if !same {
+            return Err(ModelError::Unsupported {
+                what: format!(
+                    "prior_generator.strides {:?} differing from head_module.featmap_strides {:?}",
+                    prior_generator
+                        .strides
+                        .iter()
+                        .map(|s| s.wh())
+                        .collect::<Vec<_>>(),
+                    m.featmap_strides
+                ),
+                path: join(path, "prior_generator.strides"),
+                hint: "give both the same square strides".into(),
+            });
+        }
+        let in_channels: Vec<i64> = m.in_channels[..levels]
+            .iter()
+            .map(|&c| make_divisible(c, m.widen_factor))
+            .collect();
+        // YOLOv8HeadModule._init_layers.
+        let reg_width = 16.max(in_channels[0].div_euclid(4)).max(m.reg_max * 4);
+        let cls_width = in_channels[0].max(m.num_classes);
+        // `cls_preds` is registered before `reg_preds`: state-dict order.
+        let hctx = ctx.sub("head_module");
+        let (cctx, rctx) = (hctx.sub("cls_preds"), hctx.sub("reg_preds"));
+        let act = Some(m.act_cfg.to_act(&join(&hpath, "act_cfg"))?);
+        let norm = Some(&m.norm_cfg);
+        let branches = |c: &Ctx, width: i64, cout: i64| -> Vec<PredBranch> {
+            (in_channels.iter().enumerate())
+                .map(|(i, &cin)| PredBranch::new(&c.sub(i), (cin, width, cout), norm, act))
+                .collect()
+        };
+        let cls_preds = branches(&cctx, cls_width, m.num_classes);
+        let reg_preds = branches(&rctx, reg_width, 4 * m.reg_max);
+        Ok(YoloV8Head {
+            cls_preds,
+            reg_preds,
+            reg_max: m.reg_max,
+            num_classes: m.num_classes,
+            in_channels,
+            prior_generator,
+        })
+    }
+
+    pub fn fuse(&mut self, mode: Fuse) {
+        self.cls_preds.iter_mut().for_each(|b| b.fuse(mode));
+        self.reg_preds.iter_mut().for_each(|b| b.fuse(mode));
+    }
+
+    /// `YOLOv8HeadModule.forward_single` in eval mode: `(cls_logit, bbox_preds)`. With
+    /// `reg_max > 1` the distances are the expectation of the softmax over `reg_max` bins (DFL),
+    /// computed with the very same ops as upstream (`softmax(3).matmul(proj.view([-1, 1]))`).
+    fn forward_level(&self, i: usize, x: &Tensor) -> Result<(Tensor, Tensor), tch::TchError> {
+        let (b, _, h, w) = x.size4()?;
+        let cls = self.cls_preds[i].forward(x)?;
+        let dist = self.reg_preds[i].forward(x)?;
+        if self.reg_max <= 1 {
+            return Ok((cls, dist));
+        }
+        // `proj = torch.arange(reg_max, dtype=torch.float)`, a non-persistent buffer (moved and
+        // cast with the model, hence the input's kind and device here).
+        let proj =
+            Tensor::f_arange(self.reg_max, (Kind::Float, x.device()))?.f_to_kind(x.kind())?;
+        let bbox = dist
+            .f_reshape([-1, 4, self.reg_max, h * w])?
+            .f_permute([0, 3, 1, 2])?
+            .f_softmax(3, None::<Kind>)?
+            .f_matmul(&proj.f_view([-1, 1])?)?
+            .f_squeeze_dim(-1)?
+            .f_transpose(1, 2)?
+            .f_reshape([b, -1, h, w])?;
+        Ok((cls, bbox))
+    }
+
+    /// `YOLOv8HeadModule.forward`: per level `(cls_score, bbox_pred)`.
+    pub fn forward(&self, feats: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>), tch::TchError> {
+        if feats.len() != self.cls_preds.len() {
+            return Err(tch::TchError::Shape(format!(
+                "YOLOv8HeadModule: {} feature levels for {} featmap_strides",
+                feats.len(),
+                self.cls_preds.len()
+            )));
+        }
+        let mut cls = Vec::with_capacity(feats.len());
+        let mut reg = Vec::with_capacity(feats.len());
+        for (i, x) in feats.iter().enumerate() {
+            let (c, r) = self.forward_level(i, x)?;
+            cls.push(c);
+            reg.push(r);
+        }
+        Ok((cls, reg))
+    }
+}
+
+impl DenseHead for YoloV8Head {
+    fn forward(&self, feats: &[Tensor]) -> Result<HeadOutputs, tch::TchError> {
+        let (cls_scores, bbox_preds) = YoloV8Head::forward(self, feats)?;
+        Ok(HeadOutputs {
+            cls_scores,
+            bbox_preds,
+        })
+    }
+    /// `[make_divisible(c, widen_factor) for c in in_channels]`: one width per level.
+    fn in_channels(&self) -> Vec<i64> {
+        self.in_channels.clone()
+    }
+    fn num_classes(&self) -> i64 {
+        self.num_classes
+    }
+    fn strides(&self) -> Vec<(f64, f64)> {
+        self.prior_generator.strides_wh()
+    }
+    fn prior_offset(&self) -> f64 {
+        self.prior_generator.offset
+    }
+    /// Post-processing (the trait's default `predict_by_feat`) mirrors:
+    /// `mmyolo/models/dense_heads/yolov5_head.py: YOLOv5Head.predict_by_feat` without
+    /// objectness: sigmoid scores, priors `MlvlPointGenerator(offset=0.5)`,
+    /// `DistancePointBBoxCoder.decode` (distances × stride, `distance2bbox`, no clamp), joint
+    /// multi-label top-k, unpad + unscale, batched NMS, `max_per_img`, clamp to `ori_shape`: the
+    /// shared mmyolo post-processing (`crate::postprocess`).
+    fn flavour(&self) -> Flavour {
+        Flavour::Mmyolo
+    }
+    fn fuse(&mut self, mode: Fuse) {
+        YoloV8Head::fuse(self, mode)
+    }
+}
+
+crate::register_tch_component!(scope: "mmyolo", name: "YOLOv8Head", DenseHead: |s, c| Ok(Box::new(YoloV8Head::build(s, c)?)));
+crate::register_tch_component!(scope: "mmyolo", name: "YOLOv8HeadModule", BuiltByParent);
