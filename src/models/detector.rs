@@ -18,8 +18,7 @@ use super::cfg::join;
 use super::component::{
     build_backbone, build_dense_head, build_neck, find, Backbone, DenseHead, Neck, TchBuilder,
 };
-// The contract types, also reachable here (heads written before they moved name this path).
-pub use super::component::{Flavour, HeadOutputs};
+use super::component::{Flavour, HeadOutputs};
 use super::layers::conv_module::Fuse;
 use super::param::{Ctx, ExpectedKey, KeyLog};
 use super::ModelError;

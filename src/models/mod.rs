@@ -17,8 +17,8 @@ pub mod layers;
 pub mod necks;
 pub mod param;
 
-pub use component::{Backbone, DenseHead, Neck};
-pub use detector::{build_detector, build_detector_from_spec, Detector, Flavour, HeadOutputs};
+pub use component::{Backbone, DenseHead, Flavour, HeadOutputs, Neck};
+pub use detector::{build_detector, build_detector_from_spec, Detector};
 pub use param::ExpectedKey;
 
 use mmcompat_registry::spec::SpecError;
