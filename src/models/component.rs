@@ -34,9 +34,24 @@ pub enum Flavour {
 pub struct HeadOutputs {
     /// `N × (num_base_priors·num_classes) × H × W` logits (before sigmoid).
     pub cls_scores: Vec<Tensor>,
-    /// `N × 4 × H × W` distances (l, t, r, b): in stride units for [`Flavour::Mmyolo`], in pixels
-    /// for [`Flavour::Mmdet`].
+    /// `N × (num_base_priors·4) × H × W` box regressions, as the head's `predict_by_feat` reads
+    /// them (RTMDet: distances l, t, r, b, in stride units for [`Flavour::Mmyolo`], in pixels for
+    /// [`Flavour::Mmdet`]).
     pub bbox_preds: Vec<Tensor>,
+    /// `N × num_base_priors × H × W` objectness logits of heads that have them (YOLOv5, YOLOX,
+    /// YOLOv7); empty otherwise.
+    pub objectnesses: Vec<Tensor>,
+}
+
+impl HeadOutputs {
+    /// Outputs of a head without objectness.
+    pub fn new(cls_scores: Vec<Tensor>, bbox_preds: Vec<Tensor>) -> Self {
+        HeadOutputs {
+            cls_scores,
+            bbox_preds,
+            objectnesses: Vec::new(),
+        }
+    }
 }
 
 /// A backbone: image batch → multi-level features (`out_indices` order).

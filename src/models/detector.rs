@@ -353,6 +353,7 @@ impl Detector {
         Ok(HeadOutputs {
             cls_scores: to_f32(out.cls_scores)?,
             bbox_preds: to_f32(out.bbox_preds)?,
+            objectnesses: to_f32(out.objectnesses)?,
         })
     }
 }

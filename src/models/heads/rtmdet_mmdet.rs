@@ -124,10 +124,7 @@ impl MmdetSepBnHead {
 impl DenseHead for MmdetSepBnHead {
     fn forward(&self, feats: &[Tensor]) -> Result<HeadOutputs, tch::TchError> {
         let (cls_scores, bbox_preds) = MmdetSepBnHead::forward(self, feats)?;
-        Ok(HeadOutputs {
-            cls_scores,
-            bbox_preds,
-        })
+        Ok(HeadOutputs::new(cls_scores, bbox_preds))
     }
     fn in_channels(&self) -> Vec<i64> {
         vec![self.in_channels; self.prior_generator.strides.len()]

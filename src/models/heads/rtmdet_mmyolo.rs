@@ -106,10 +106,7 @@ impl MmyoloRtmdetHead {
 impl DenseHead for MmyoloRtmdetHead {
     fn forward(&self, feats: &[Tensor]) -> Result<HeadOutputs, tch::TchError> {
         let (cls_scores, bbox_preds) = MmyoloRtmdetHead::forward(self, feats)?;
-        Ok(HeadOutputs {
-            cls_scores,
-            bbox_preds,
-        })
+        Ok(HeadOutputs::new(cls_scores, bbox_preds))
     }
     fn in_channels(&self) -> Vec<i64> {
         vec![self.in_channels; self.prior_generator.strides.len()]

@@ -211,10 +211,7 @@ impl YoloV8Head {
 impl DenseHead for YoloV8Head {
     fn forward(&self, feats: &[Tensor]) -> Result<HeadOutputs, tch::TchError> {
         let (cls_scores, bbox_preds) = YoloV8Head::forward(self, feats)?;
-        Ok(HeadOutputs {
-            cls_scores,
-            bbox_preds,
-        })
+        Ok(HeadOutputs::new(cls_scores, bbox_preds))
     }
     /// `[make_divisible(c, widen_factor) for c in in_channels]`: one width per level.
     fn in_channels(&self) -> Vec<i64> {
