@@ -173,6 +173,10 @@ pub enum Command {
         /// PyTorch's by float32 rounding (the default runs conv → BN exactly as PyTorch does).
         #[arg(long)]
         fold_bn: bool,
+        /// Refuse images whose header declares more pixels (default 2^30, as OpenCV's
+        /// CV_IO_MAX_IMAGE_PIXELS): a guard against decompression bombs.
+        #[arg(long, value_name = "N", default_value_t = mmcompat::preprocess::DEFAULT_MAX_IMAGE_PIXELS)]
+        max_image_pixels: u64,
         #[command(flatten)]
         roots: ConfigRootArgs,
         /// Image files or folders (searched recursively).
@@ -292,6 +296,7 @@ pub fn run(cli: Cli) -> Result<()> {
             adapters,
             half,
             fold_bn,
+            max_image_pixels,
             roots,
             inputs,
         } => {
@@ -310,6 +315,7 @@ pub fn run(cli: Cli) -> Result<()> {
             opts.strict = !non_strict;
             opts.half = half;
             opts.fold_bn = fold_bn;
+            opts.max_image_pixels = max_image_pixels;
             opts.config_roots = Some(roots.roots()?);
             run_detect(&opts, &mut out)?;
             Ok(())

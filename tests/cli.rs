@@ -26,7 +26,7 @@ fn mmcompat_with_xdg(args: &[&str], xdg: &Path) -> Output {
         .expect("run mmcompat")
 }
 
-fn ok_stdout(args: &[&str]) -> String {
+pub(crate) fn ok_stdout(args: &[&str]) -> String {
     let out = mmcompat(args);
     assert!(
         out.status.success(),
@@ -36,7 +36,7 @@ fn ok_stdout(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
-fn err_stderr(args: &[&str]) -> String {
+pub(crate) fn err_stderr(args: &[&str]) -> String {
     let out = mmcompat(args);
     assert!(!out.status.success(), "mmcompat {args:?} should fail");
     assert_eq!(
@@ -302,7 +302,7 @@ fn registry_lists_scopes_types_and_adapters() {
     );
 }
 
-fn detect_args(model: &str, extra: &[&str]) -> Vec<String> {
+pub(crate) fn detect_args(model: &str, extra: &[&str]) -> Vec<String> {
     let (cfg, weights) = match model {
         "mmyolo" => (
             "mmyolo/mmcompat/rtmdet_nano_mmyolo.py",

@@ -1,5 +1,6 @@
 //! The one integration-test binary (each libtorch-linked binary costs a long link and start-up).
 mod cli;
+mod image_formats;
 mod inference;
 mod models;
 mod preprocess;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::{InferError, Inferencer};
 use crate::core::adapter::{AdapterOptions, AdapterSet};
 use crate::core::config::ConfigRoots;
+use crate::preprocess::DEFAULT_MAX_IMAGE_PIXELS;
 
 /// Builder of an [`Inferencer`] (all options but config and weights have defaults).
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct InferencerBuilder {
     /// and adapters (dynamic libraries included) are not.
     pub(super) adapter_set: Option<Arc<AdapterSet>>,
     pub(super) adapter_options: AdapterOptions,
+    /// Decoding refuses images declaring more pixels (decompression-bomb guard).
+    pub(super) max_image_pixels: u64,
 }
 
 impl Default for InferencerBuilder {
@@ -40,6 +43,7 @@ impl Default for InferencerBuilder {
             adapter_chain: Vec::new(),
             adapter_set: None,
             adapter_options: AdapterOptions::default(),
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
         }
     }
 }
@@ -114,6 +118,13 @@ impl InferencerBuilder {
     /// Options handed to the adapters (EMA choice, free-form options).
     pub fn adapter_options(mut self, options: AdapterOptions) -> Self {
         self.adapter_options = options;
+        self
+    }
+
+    /// Largest `width * height` an image file may declare (default 2^30, OpenCV's
+    /// `CV_IO_MAX_IMAGE_PIXELS`); checked on the header, before any pixel buffer is allocated.
+    pub fn max_image_pixels(mut self, max_pixels: u64) -> Self {
+        self.max_image_pixels = max_pixels;
         self
     }
 

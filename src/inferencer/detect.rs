@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{Detection, InferError, Inferencer};
 use crate::core::adapter::AdapterSet;
 use crate::core::config::ConfigRoots;
-use crate::preprocess::decode_image_file;
+use crate::preprocess::{decode_image_file_with, DEFAULT_MAX_IMAGE_PIXELS};
 use crate::visualize::{draw_detections, save_png};
 
 /// mmengine's `IMG_EXTENSIONS` (what DetInferencer lists in a folder).
@@ -53,6 +53,8 @@ pub struct DetectOptions {
     pub adapter_chain: Vec<String>,
     /// The adapters to choose from (`--adapters FILE`...); `None`: built-ins + the XDG folder.
     pub adapter_set: Option<Arc<AdapterSet>>,
+    /// `--max-image-pixels`: images declaring more pixels are refused before decoding.
+    pub max_image_pixels: u64,
 }
 
 impl DetectOptions {
@@ -78,6 +80,7 @@ impl DetectOptions {
             strict: true,
             adapter_chain: Vec::new(),
             adapter_set: None,
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
         }
     }
 }
@@ -169,6 +172,7 @@ pub fn run_detect(opts: &DetectOptions, out: &mut dyn Write) -> Result<DetectSum
         .half(opts.half)
         .fold_bn(opts.fold_bn)
         .strict(opts.strict)
+        .max_image_pixels(opts.max_image_pixels)
         .adapter_chain(opts.adapter_chain.clone());
     if let Some(set) = &opts.adapter_set {
         builder = builder.adapters(Arc::clone(set));
@@ -204,9 +208,11 @@ pub fn run_detect(opts: &DetectOptions, out: &mut dyn Write) -> Result<DetectSum
     });
     let t1 = Instant::now();
     for (path, rel) in &images {
-        let img = decode_image_file(path).map_err(|source| InferError::Preprocess {
-            image: path.clone(),
-            source: Box::new(source),
+        let img = decode_image_file_with(path, inferencer.decode_limits()).map_err(|source| {
+            InferError::Preprocess {
+                image: path.clone(),
+                source: Box::new(source),
+            }
         })?;
         let dets: Vec<Detection> = inferencer
             .infer(&img)?

@@ -45,8 +45,8 @@ use crate::device::parse_device;
 use crate::models::{build_detector_from_spec, Detector, Flavour, HeadOutputs, ModelError};
 use crate::postprocess::{ImageMeta, RawDetections, TestCfg};
 use crate::preprocess::{
-    decode_image_file, BgrImage, DataPreprocessor, DataPreprocessorCfg, HwcU8, PipelineSpec,
-    Preprocessed,
+    decode_image_file_with, BgrImage, DataPreprocessor, DataPreprocessorCfg, DecodeLimits, HwcU8,
+    PipelineSpec, Preprocessed,
 };
 use crate::weights::LoadReport;
 use classes::{class_names, palette};
@@ -121,6 +121,7 @@ pub struct Inferencer {
     scope: String,
     config_path: PathBuf,
     distillation: Option<String>,
+    decode_limits: DecodeLimits,
 }
 
 // Compile-time check: the Inferencer can be moved across threads.
@@ -271,6 +272,7 @@ impl Inferencer {
             scope: spec.scope.name().to_string(),
             config_path,
             distillation: spec.distillation,
+            decode_limits: DecodeLimits::with_max_pixels(b.max_image_pixels),
         })
     }
 
@@ -288,19 +290,18 @@ impl Inferencer {
         &self,
         inputs: &[I],
     ) -> Result<Vec<Vec<Detection>>, InferError> {
-        let decoded: Vec<std::borrow::Cow<'_, BgrImage>> =
-            inputs
-                .iter()
-                .map(|&i| match i.into() {
-                    ImageInput::Path(p) => decode_image_file(p)
-                        .map(std::borrow::Cow::Owned)
-                        .map_err(|source| InferError::Preprocess {
-                            image: p.to_path_buf(),
-                            source: Box::new(source),
-                        }),
-                    ImageInput::Image(img) => Ok(std::borrow::Cow::Borrowed(img)),
-                })
-                .collect::<Result<_, _>>()?;
+        let decoded: Vec<std::borrow::Cow<'_, BgrImage>> = inputs
+            .iter()
+            .map(|&i| match i.into() {
+                ImageInput::Path(p) => decode_image_file_with(p, &self.decode_limits)
+                    .map(std::borrow::Cow::Owned)
+                    .map_err(|source| InferError::Preprocess {
+                        image: p.to_path_buf(),
+                        source: Box::new(source),
+                    }),
+                ImageInput::Image(img) => Ok(std::borrow::Cow::Borrowed(img)),
+            })
+            .collect::<Result<_, _>>()?;
         let images: Vec<&BgrImage> = decoded.iter().map(|c| c.as_ref()).collect();
         let raw = self.detect_raw(&images)?;
         Ok(raw.into_iter().map(|r| self.to_detections(r)).collect())
@@ -444,6 +445,11 @@ impl Inferencer {
 
     pub fn test_cfg(&self) -> &TestCfg {
         &self.test_cfg
+    }
+
+    /// The limits image files are decoded with ([`InferencerBuilder::max_image_pixels`]).
+    pub fn decode_limits(&self) -> &DecodeLimits {
+        &self.decode_limits
     }
 
     pub fn pipeline(&self) -> &PipelineSpec {

@@ -19,7 +19,10 @@ use std::path::PathBuf;
 use mmcompat_registry::spec::SpecError;
 
 pub use data_preprocessor::{DataPreprocessor, DataPreprocessorCfg, HwcU8};
-pub use decode::{decode_image_bytes, decode_image_file};
+pub use decode::{
+    decode_image_bytes, decode_image_bytes_with, decode_image_file, decode_image_file_with,
+    DecodeLimits, DEFAULT_MAX_IMAGE_PIXELS, SUPPORTED_IMAGE_FORMATS,
+};
 pub use mmcompat_registry::spec::pipeline::{
     ResizeTarget, Scale, TestPipeline, Transform, SUPPORTED_TRANSFORMS,
 };
@@ -94,8 +97,33 @@ pub enum PreprocessError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot decode image {name}: {message} (supported formats: JPEG, PNG)")]
-    Decode { name: String, message: String },
+    /// A file of a supported format that its decoder refused (truncated, corrupt).
+    #[error("cannot decode image {name} (detected format: {format}): {message}")]
+    Decode {
+        name: String,
+        format: &'static str,
+        message: String,
+    },
+    /// A format OpenCV may read but mmcompat does not (or not an image at all).
+    #[error(
+        "cannot decode image {name}: detected format {format} is not supported (supported \
+         formats: {supported}); convert it, e.g. to PNG",
+        supported = decode::SUPPORTED_IMAGE_FORMATS
+    )]
+    UnsupportedFormat { name: String, format: &'static str },
+    /// The declared size is over the pixel limit (checked before allocating).
+    #[error(
+        "image {name} ({format}) declares {width}x{height} pixels, more than the limit of {limit} \
+         (a guard against decompression bombs); if the file is genuine, raise the limit with \
+         `mmcompat detect --max-image-pixels N` or `Inferencer::builder().max_image_pixels(N)`"
+    )]
+    TooManyPixels {
+        name: String,
+        format: &'static str,
+        width: u64,
+        height: u64,
+        limit: u64,
+    },
     #[error("image {name} has a size OpenCV would refuse: {width}x{height}")]
     BadImageSize {
         name: String,
