@@ -14,6 +14,7 @@
 pub mod nms;
 #[cfg(test)]
 mod tests;
+pub mod yolov5;
 
 pub use mmcompat_registry::spec::test_cfg::{NmsCfg, TestCfg};
 pub use nms::batched_nms;

@@ -190,6 +190,23 @@ pub struct ComponentCtx<'a> {
 }
 
 impl ComponentCtx<'_> {
+    /// A mmyolo head's result: its arguments and its `head_module`, which it builds with
+    /// `MODELS.build` in the scope in effect (`mmyolo/models/dense_heads/yolov5_head.py:
+    /// YOLOv5Head.__init__`, and every head derived from it).
+    pub fn with_head_module(
+        &self,
+        args: Box<dyn ComponentArgs>,
+        head_module: &Value,
+        path: &str,
+    ) -> Result<Parsed, SpecError> {
+        let module = self.child(
+            head_module,
+            &super::parse::join(path, "head_module"),
+            ComponentKind::HeadModule,
+        )?;
+        Ok((args, vec![("head_module".to_string(), module)]))
+    }
+
     /// Parses the nested component at `path` (a dict with a `type`), which must be a `kind`.
     pub fn child(
         &self,

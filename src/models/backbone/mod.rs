@@ -1,4 +1,7 @@
 //! Backbones.
 
+pub mod base;
 pub mod cspnext;
+pub mod yolov5_csp_darknet;
+pub mod yolov6_efficient_rep;
 pub mod yolov8_csp_darknet;

@@ -1,6 +1,7 @@
 //! mmdet's `CSPLayer` with `CSPNeXtBlock`s and `ChannelAttention`
 //! (`mmdet/models/layers/csp_layer.py`, `mmdet/models/layers/se_layer.py`); mmyolo imports the
-//! same classes. Only the `use_cspnext_block=True` form exists on the RTMDet path.
+//! same classes. Blocks are `CSPNeXtBlock`s (`use_cspnext_block=True`, RTMDet) or
+//! `DarknetBottleneck`s (the default, YOLOv5's [`CspLayer::with_darknet_blocks`]).
 
 use tch::Tensor;
 
@@ -10,6 +11,7 @@ use crate::models::cfg::{Act, NormCfg};
 use crate::models::layers::conv_module::{
     AnyConv, Conv2d, ConvModule, ConvSpec, DepthwiseSeparableConvModule,
 };
+use crate::models::layers::yolo_bricks::{BottleneckSpec, DarknetBottleneck};
 use crate::models::param::Ctx;
 
 /// `ChannelAttention(channels)`: global average pool → 1×1 conv `fc` (with bias) → hard sigmoid,
@@ -94,14 +96,37 @@ impl CspNextBlock {
     }
 }
 
+/// One of `CSPLayer.blocks`: `CSPNeXtBlock if use_cspnext_block else DarknetBottleneck`.
+#[derive(Debug)]
+pub enum CspBlock {
+    Next(Box<CspNextBlock>),
+    Darknet(Box<DarknetBottleneck>),
+}
+
+impl CspBlock {
+    fn fuse(&mut self, mode: Fuse) {
+        match self {
+            CspBlock::Next(b) => b.fuse(mode),
+            CspBlock::Darknet(b) => b.fuse(mode),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
+        match self {
+            CspBlock::Next(b) => b.forward(x),
+            CspBlock::Darknet(b) => b.forward(x),
+        }
+    }
+}
+
 /// `CSPLayer(cin, cout, expand_ratio, num_blocks, add_identity, use_depthwise,
-/// use_cspnext_block=True, channel_attention)`.
+/// use_cspnext_block, channel_attention)`.
 #[derive(Debug)]
 pub struct CspLayer {
     pub main_conv: ConvModule,
     pub short_conv: ConvModule,
     pub final_conv: ConvModule,
-    pub blocks: Vec<CspNextBlock>,
+    pub blocks: Vec<CspBlock>,
     pub attention: Option<ChannelAttention>,
 }
 
@@ -117,7 +142,43 @@ pub struct CspLayerSpec {
 }
 
 impl CspLayer {
+    /// `use_cspnext_block=True` (RTMDet).
     pub fn new(ctx: &Ctx, s: CspLayerSpec, a: &CspArgs) -> Self {
+        Self::build(ctx, s, a, |c, mid| {
+            CspBlock::Next(Box::new(CspNextBlock::new(
+                c,
+                mid,
+                mid,
+                1.0,
+                s.add_identity,
+                a,
+            )))
+        })
+    }
+
+    /// `use_cspnext_block=False`: `DarknetBottleneck(mid, mid, 1.0, add_identity,
+    /// use_depthwise)`, a 1×1 then a 3×3 ConvModule (YOLOv5, YOLOX).
+    pub fn with_darknet_blocks(ctx: &Ctx, s: CspLayerSpec, a: &CspArgs) -> Self {
+        Self::build(ctx, s, a, |c, mid| {
+            let spec = BottleneckSpec {
+                cin: mid,
+                cout: mid,
+                expansion: 1.0,
+                kernels: (1, 3),
+                paddings: (0, 1),
+                add_identity: s.add_identity,
+                use_depthwise: a.use_depthwise,
+            };
+            CspBlock::Darknet(Box::new(DarknetBottleneck::new(c, spec, a.norm, a.act)))
+        })
+    }
+
+    fn build(
+        ctx: &Ctx,
+        s: CspLayerSpec,
+        a: &CspArgs,
+        block: impl Fn(&Ctx, i64) -> CspBlock,
+    ) -> Self {
         let mid = crate::models::cfg::py_int(s.cout as f64 * s.expand_ratio);
         let main_conv = ConvModule::new(
             &ctx.sub("main_conv"),
@@ -139,7 +200,7 @@ impl CspLayer {
         );
         let bctx = ctx.sub("blocks");
         let blocks = (0..s.num_blocks.max(0))
-            .map(|i| CspNextBlock::new(&bctx.sub(i), mid, mid, 1.0, s.add_identity, a))
+            .map(|i| block(&bctx.sub(i), mid))
             .collect();
         let attention = s
             .channel_attention

@@ -1,7 +1,10 @@
 //! Necks: the two `CSPNeXtPAFPN`s (same idea, different module trees and state-dict names).
 
+pub mod base;
 pub mod cspnext_pafpn_mmdet;
 pub mod cspnext_pafpn_mmyolo;
+pub mod yolov5_pafpn;
+pub mod yolov6_rep_pafpn;
 pub mod yolov8_pafpn;
 
 use tch::Tensor;
@@ -13,7 +16,7 @@ use crate::models::ModelError;
 
 pub use crate::models::cfg::UpsampleCfg;
 
-/// A validated nearest-neighbour upsampling by `scale`.
+/// A validated nearest-neighbour upsampling by `scale` (`nn.Upsample`; no weights).
 #[derive(Debug, Clone, Copy)]
 pub struct Upsample {
     pub scale: f64,
@@ -135,4 +138,11 @@ impl BottomUpPath {
             .map(|(x, c)| c.forward(x))
             .collect()
     }
+}
+
+impl crate::models::layers::Layer for Upsample {
+    fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
+        Upsample::forward(self, x)
+    }
+    fn fuse(&mut self, _mode: Fuse) {}
 }

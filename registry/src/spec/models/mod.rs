@@ -9,8 +9,39 @@ pub mod cspnext_pafpn_mmyolo;
 pub mod defaults;
 pub mod detector;
 pub mod prior_generator;
+pub mod rep_vgg_block;
 pub mod rtmdet_head_mmdet;
 pub mod rtmdet_head_mmyolo;
+pub mod yolov5_csp_darknet;
+pub mod yolov5_head;
+pub mod yolov5_pafpn;
+pub mod yolov6_efficient_rep;
+pub mod yolov6_head;
+pub mod yolov6_rep_pafpn;
 pub mod yolov8_csp_darknet;
 pub mod yolov8_head;
 pub mod yolov8_pafpn;
+
+use serde_json::Value;
+
+use super::parse::{join, type_of};
+use super::SpecError;
+
+/// A head's `bbox_coder` must be the one its `predict_by_feat` implements (`owner` decodes with
+/// `expected`); any other is refused in the spec stage, naming the key.
+pub(crate) fn require_coder(
+    bbox_coder: &Value,
+    expected: &str,
+    owner: &str,
+    path: &str,
+) -> Result<(), SpecError> {
+    let coder = type_of(bbox_coder).unwrap_or_default();
+    if coder.rsplit('.').next() == Some(expected) {
+        return Ok(());
+    }
+    Err(SpecError::Unsupported {
+        what: format!("bbox_coder `{coder}`"),
+        path: join(path, "bbox_coder"),
+        hint: format!("{owner} decodes with {expected}"),
+    })
+}

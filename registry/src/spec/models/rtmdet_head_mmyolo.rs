@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::defaults as d;
 use crate::spec::layers::{ActCfg, NormCfg};
-use crate::spec::model::{ComponentCtx, ComponentKind, Parsed};
+use crate::spec::model::{ComponentCtx, Parsed};
 use crate::spec::models::prior_generator::PointGeneratorCfg;
 use crate::spec::parse::{join, parse_section};
 use crate::spec::SpecError;
@@ -90,12 +90,8 @@ fn parse_rtmdet_head(
 ) -> Result<Parsed, SpecError> {
     let cfg: MmyoloRtmdetHeadCfg = parse_section(value, ctx.type_name, path)?;
     PointGeneratorCfg::parse(&cfg.prior_generator, &join(path, "prior_generator"))?;
-    let module = ctx.child(
-        &cfg.head_module,
-        &join(path, "head_module"),
-        ComponentKind::HeadModule,
-    )?;
-    Ok((Box::new(cfg), vec![("head_module".to_string(), module)]))
+    let head_module = cfg.head_module.clone();
+    ctx.with_head_module(Box::new(cfg), &head_module, path)
 }
 
 crate::register_component!(scope: "mmyolo", name: "RTMDetHead", kind: DenseHead, parse: parse_rtmdet_head);

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::defaults as d;
 use crate::spec::layers::{ActCfg, NormCfg};
-use crate::spec::model::{ComponentCtx, ComponentKind, Parsed};
+use crate::spec::model::{ComponentCtx, Parsed};
 use crate::spec::models::prior_generator::PointGeneratorCfg;
 use crate::spec::parse::{join, parse_section};
 use crate::spec::SpecError;
@@ -85,20 +85,14 @@ fn parse_yolov8_head(
 ) -> Result<Parsed, SpecError> {
     let cfg: YoloV8HeadCfg = parse_section(value, ctx.type_name, path)?;
     PointGeneratorCfg::parse(&cfg.prior_generator, &join(path, "prior_generator"))?;
-    let coder = crate::spec::parse::type_of(&cfg.bbox_coder).unwrap_or_default();
-    if coder.rsplit('.').next() != Some("DistancePointBBoxCoder") {
-        return Err(SpecError::Unsupported {
-            what: format!("bbox_coder `{coder}`"),
-            path: join(path, "bbox_coder"),
-            hint: "YOLOv8Head decodes with DistancePointBBoxCoder".into(),
-        });
-    }
-    let module = ctx.child(
-        &cfg.head_module,
-        &join(path, "head_module"),
-        ComponentKind::HeadModule,
+    super::require_coder(
+        &cfg.bbox_coder,
+        "DistancePointBBoxCoder",
+        "YOLOv8Head",
+        path,
     )?;
-    Ok((Box::new(cfg), vec![("head_module".to_string(), module)]))
+    let head_module = cfg.head_module.clone();
+    ctx.with_head_module(Box::new(cfg), &head_module, path)
 }
 
 crate::register_component!(scope: "mmyolo", name: "YOLOv8Head", kind: DenseHead, parse: parse_yolov8_head);

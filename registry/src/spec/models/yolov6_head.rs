@@ -1,0 +1,101 @@
+//! Arguments of mmyolo's `YOLOv6Head` and its `YOLOv6HeadModule`
+//! (`mmyolo/models/dense_heads/yolov6_head.py`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::defaults as d;
+use crate::spec::layers::{ActCfg, NormCfg};
+use crate::spec::model::{ComponentCtx, Parsed};
+use crate::spec::models::prior_generator::PointGeneratorCfg;
+use crate::spec::parse::{join, parse_section};
+use crate::spec::SpecError;
+
+fn default_prior_generator() -> Value {
+    serde_json::json!({"type": "mmdet.MlvlPointGenerator", "offset": 0.5, "strides": [8, 16, 32]})
+}
+fn default_bbox_coder() -> Value {
+    serde_json::json!({"type": "DistancePointBBoxCoder"})
+}
+
+/// `in_channels: Union[int, Sequence]`: an int is used for every level.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum HeadChannelsCfg {
+    PerLevel(Vec<f64>),
+    Single(f64),
+}
+
+/// Arguments of `YOLOv6HeadModule.__init__` (defaults as upstream).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct YoloV6HeadModuleCfg {
+    #[serde(default, rename = "type")]
+    pub type_name: Option<String>,
+    #[serde(default, rename = "_scope_")]
+    pub scope: Option<String>,
+    pub num_classes: i64,
+    pub in_channels: HeadChannelsCfg,
+    #[serde(default = "d::f_one")]
+    pub widen_factor: f64,
+    #[serde(default = "d::i_one")]
+    pub num_base_priors: i64,
+    #[serde(default)]
+    pub reg_max: i64,
+    #[serde(default = "d::strides_8_16_32")]
+    pub featmap_strides: Vec<i64>,
+    #[serde(default = "d::bn_yolo")]
+    pub norm_cfg: NormCfg,
+    #[serde(default = "d::silu_inplace")]
+    pub act_cfg: ActCfg,
+    #[serde(default)]
+    pub init_cfg: Option<Value>,
+}
+
+/// Arguments of `YOLOv6Head.__init__` (losses and train config are kept as given: inference never
+/// builds them). Like YOLOv8Head, it takes none of YOLOv5Head's objectness keywords.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct YoloV6HeadCfg {
+    #[serde(default, rename = "type")]
+    pub type_name: Option<String>,
+    #[serde(default, rename = "_scope_")]
+    pub scope: Option<String>,
+    pub head_module: Value,
+    #[serde(default = "default_prior_generator")]
+    pub prior_generator: Value,
+    #[serde(default = "default_bbox_coder")]
+    pub bbox_coder: Value,
+    #[serde(default)]
+    pub loss_cls: Option<Value>,
+    #[serde(default)]
+    pub loss_bbox: Option<Value>,
+    #[serde(default)]
+    pub train_cfg: Option<Value>,
+    #[serde(default)]
+    pub test_cfg: Option<Value>,
+    #[serde(default)]
+    pub init_cfg: Option<Value>,
+}
+
+/// `YOLOv6Head` builds its `head_module` with `MODELS.build` in the scope in effect; the prior
+/// generator and the box coder are checked here so that a wrong one fails in the spec stage.
+fn parse_yolov6_head(
+    ctx: &ComponentCtx<'_>,
+    value: &Value,
+    path: &str,
+) -> Result<Parsed, SpecError> {
+    let cfg: YoloV6HeadCfg = parse_section(value, ctx.type_name, path)?;
+    PointGeneratorCfg::parse(&cfg.prior_generator, &join(path, "prior_generator"))?;
+    super::require_coder(
+        &cfg.bbox_coder,
+        "DistancePointBBoxCoder",
+        "YOLOv6Head",
+        path,
+    )?;
+    let head_module = cfg.head_module.clone();
+    ctx.with_head_module(Box::new(cfg), &head_module, path)
+}
+
+crate::register_component!(scope: "mmyolo", name: "YOLOv6Head", kind: DenseHead, parse: parse_yolov6_head);
+crate::register_component!(scope: "mmyolo", name: "YOLOv6HeadModule", kind: HeadModule, args: YoloV6HeadModuleCfg);

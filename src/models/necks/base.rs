@@ -1,0 +1,108 @@
+//! mmyolo's `BaseYOLONeck.forward` (`mmyolo/models/necks/base_yolo_neck.py`), which every YOLO
+//! PAFPN shares: reduce each level, a top-down path (upsample the coarser result, concatenate
+//! `[upsampled, lower]`, a top-down layer), a bottom-up path (downsample, concatenate
+//! `[downsampled, inner]`, a bottom-up layer), then the out layers. A family builds the layers in
+//! the module tree's order; this runs them. `nn.Identity` layers are `None`.
+
+use tch::{TchError, Tensor};
+
+use crate::models::component::Neck;
+use crate::models::layers::conv_module::Fuse;
+use crate::models::layers::Layer;
+
+/// The layers of a `BaseYOLONeck` subclass, as built (lists indexed as upstream's).
+#[derive(Debug)]
+pub struct YoloNeck {
+    /// The upstream class, for error messages.
+    pub name: &'static str,
+    /// Channels each input level must have.
+    pub in_channels: Vec<i64>,
+    /// Channels of each output level.
+    pub out_channels: Vec<i64>,
+    pub reduce_layers: Vec<Option<Box<dyn Layer>>>,
+    /// `upsample_layers[j]` and `top_down_layers[j]` work on level `n - 1 - j` (coarsest first).
+    pub upsample_layers: Vec<Box<dyn Layer>>,
+    pub top_down_layers: Vec<Box<dyn Layer>>,
+    pub downsample_layers: Vec<Box<dyn Layer>>,
+    pub bottom_up_layers: Vec<Box<dyn Layer>>,
+    pub out_layers: Vec<Option<Box<dyn Layer>>>,
+}
+
+fn apply(layer: &Option<Box<dyn Layer>>, x: &Tensor) -> Result<Tensor, TchError> {
+    match layer {
+        Some(l) => l.forward(x),
+        None => Ok(x.shallow_clone()),
+    }
+}
+
+impl Neck for YoloNeck {
+    /// `BaseYOLONeck.forward` with `upsample_feats_cat_first=True`.
+    fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, TchError> {
+        let n = self.in_channels.len();
+        if inputs.len() != n {
+            return Err(TchError::Shape(format!(
+                "{}: {} input levels for {n} in_channels",
+                self.name,
+                inputs.len()
+            )));
+        }
+        let reduce_outs = inputs
+            .iter()
+            .zip(&self.reduce_layers)
+            .map(|(x, layer)| apply(layer, x))
+            .collect::<Result<Vec<_>, _>>()?;
+        // top-down path
+        let mut inner_outs = vec![reduce_outs[n - 1].shallow_clone()];
+        for idx in (1..n).rev() {
+            let j = n - 1 - idx;
+            let up = self.upsample_layers[j].forward(&inner_outs[0])?;
+            let cat = Tensor::f_cat(&[&up, &reduce_outs[idx - 1]], 1)?;
+            inner_outs.insert(0, self.top_down_layers[j].forward(&cat)?);
+        }
+        // bottom-up path
+        let mut outs = vec![inner_outs[0].shallow_clone()];
+        for idx in 0..n - 1 {
+            let down = self.downsample_layers[idx].forward(&outs[idx])?;
+            let cat = Tensor::f_cat(&[&down, &inner_outs[idx + 1]], 1)?;
+            outs.push(self.bottom_up_layers[idx].forward(&cat)?);
+        }
+        outs.iter()
+            .zip(&self.out_layers)
+            .map(|(x, layer)| apply(layer, x))
+            .collect()
+    }
+    fn in_channels(&self) -> Vec<i64> {
+        self.in_channels.clone()
+    }
+    fn out_channels(&self) -> Vec<i64> {
+        self.out_channels.clone()
+    }
+    fn fuse(&mut self, mode: Fuse) {
+        let optional = self
+            .reduce_layers
+            .iter_mut()
+            .chain(self.out_layers.iter_mut())
+            .flatten();
+        let lists = self
+            .upsample_layers
+            .iter_mut()
+            .chain(self.top_down_layers.iter_mut())
+            .chain(self.downsample_layers.iter_mut())
+            .chain(self.bottom_up_layers.iter_mut());
+        for l in optional.chain(lists) {
+            l.fuse(mode);
+        }
+    }
+}
+
+/// `n` `nn.Identity` layers (the reduce or out layers of most YOLO necks).
+pub fn identities(n: usize) -> Vec<Option<Box<dyn Layer>>> {
+    std::iter::repeat_with(|| None).take(n).collect()
+}
+
+/// `n` `nn.Upsample(scale_factor=2, mode='nearest')` layers (`upsample_cfg` default).
+pub fn nearest_x2(n: usize) -> Vec<Box<dyn Layer>> {
+    std::iter::repeat_with(|| Box::new(super::Upsample { scale: 2.0 }) as Box<dyn Layer>)
+        .take(n)
+        .collect()
+}
