@@ -348,7 +348,7 @@ fn adapter_fit(
         .with_context(|| format!("config {}", config_path.display()))?;
     let detector = mmcompat::models::build_detector_from_spec(&spec.model, tch::Device::Cpu)
         .with_context(|| format!("model of {}", config_path.display()))?;
-    let expected = mmcompat::weights::model_state_dict(detector.expected_key_details());
+    let expected = mmcompat::models::load::model_state_dict(detector.expected_key_details());
     let set = adapters.adapter_set()?;
     let ck = Checkpoint::open(ckpt)?;
     let view = CheckpointView::from_checkpoint(&ck);

@@ -10,7 +10,10 @@ pub mod models;
 pub mod postprocess;
 pub mod preprocess;
 pub mod visualize;
-pub mod weights;
+/// Loading named tensors into a model (`models::load`), under the path the API has always had.
+pub mod weights {
+    pub use crate::models::load::*;
+}
 
 pub use mmcompat_registry as core;
 

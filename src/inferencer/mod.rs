@@ -42,13 +42,13 @@ use crate::core::checkpoint::Checkpoint;
 use crate::core::config::{Config, ConfigRoots};
 use crate::core::spec::InferenceSpec;
 use crate::device::parse_device;
+use crate::models::load::LoadReport;
 use crate::models::{build_detector_from_spec, Detector, Flavour, HeadOutputs, ModelError};
 use crate::postprocess::{ImageMeta, RawDetections, TestCfg};
 use crate::preprocess::{
     decode_image_file_with, BgrImage, DataPreprocessor, DataPreprocessorCfg, DecodeLimits, HwcU8,
     PipelineSpec, Preprocessed,
 };
-use crate::weights::LoadReport;
 use classes::{class_names, palette};
 use weights::adapted_tensors;
 

@@ -12,8 +12,8 @@ use crate::core::adapter::{
 };
 use crate::core::checkpoint::Checkpoint;
 use crate::core::config::Config;
+use crate::models::load::{kind_of, model_state_dict};
 use crate::models::Detector;
-use crate::weights::{kind_of, model_state_dict};
 
 /// Named tensors for the model and the adapter chain that produced the names.
 pub(super) type AdaptedTensors = (Vec<(String, Tensor)>, Vec<String>);

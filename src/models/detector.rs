@@ -22,8 +22,8 @@ use super::component::{Flavour, HeadOutputs};
 use super::layers::conv_module::Fuse;
 use super::param::{Ctx, ExpectedKey, KeyLog};
 use super::ModelError;
+use crate::models::load::{load_named_tensors, LoadReport};
 use crate::postprocess::{ImageMeta, PostprocessError, RawDetections, TestCfg};
-use crate::weights::{load_named_tensors, LoadReport};
 
 /// Backbone → (neck) → dense head, the forward of every `SingleStageDetector`.
 #[derive(Debug)]

@@ -14,6 +14,7 @@ pub mod component;
 pub mod detector;
 pub mod heads;
 pub mod layers;
+pub mod load;
 pub mod necks;
 pub mod param;
 
@@ -23,7 +24,7 @@ pub use param::ExpectedKey;
 
 use mmcompat_registry::spec::SpecError;
 
-use crate::weights::LoadReport;
+use crate::models::load::LoadReport;
 
 /// Everything that can go wrong building, loading or running a model.
 #[derive(Debug, thiserror::Error)]

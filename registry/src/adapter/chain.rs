@@ -17,9 +17,20 @@ use super::{
 /// What the model expects: parameter/buffer name → shape, in model order.
 pub type ExpectedKeys = IndexMap<String, Vec<usize>>;
 
+/// Suffix of the batch-norm step counter PyTorch adds next to `running_mean`/`running_var`.
+/// Unused at inference; mmengine ignores it when missing (`mmengine/runner/checkpoint.py:
+/// load_state_dict`) and checkpoints usually carry it, so it is expected but never required.
+pub const BN_COUNTER_SUFFIX: &str = "num_batches_tracked";
+
+/// Whether `key` is a batch norm's `num_batches_tracked` counter (the one definition used by the
+/// strict check in this module and by backends that skip it when copying weights).
+pub fn is_bn_counter(key: &str) -> bool {
+    key.ends_with(BN_COUNTER_SUFFIX)
+}
+
 /// Missing keys with this suffix are ignored, as mmengine's `load_state_dict` does
-/// (`mmengine/runner/checkpoint.py:58-139`); see [`super::fit::is_bn_counter`].
-pub const IGNORED_MISSING: &str = super::fit::BN_COUNTER_SUFFIX;
+/// (`mmengine/runner/checkpoint.py:58-139`); see [`is_bn_counter`].
+pub const IGNORED_MISSING: &str = BN_COUNTER_SUFFIX;
 
 /// A chain that fits (or was asked for), with everything needed to apply and report it.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +73,7 @@ impl KeyMismatch {
         let by_key: BTreeMap<&str, &[usize]> = got.iter().copied().collect();
         let missing = expected
             .keys()
-            .filter(|k| !by_key.contains_key(k.as_str()) && !super::fit::is_bn_counter(k))
+            .filter(|k| !by_key.contains_key(k.as_str()) && !is_bn_counter(k))
             .cloned()
             .collect();
         let unexpected = got

@@ -16,16 +16,7 @@ use super::{
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::DType;
 
-/// Suffix of the batch-norm step counter PyTorch adds next to `running_mean`/`running_var`.
-/// Unused at inference; mmengine ignores it when missing (`mmengine/runner/checkpoint.py:
-/// load_state_dict`) and checkpoints usually carry it, so it is expected but never required.
-pub const BN_COUNTER_SUFFIX: &str = "num_batches_tracked";
-
-/// Whether `key` is a batch norm's `num_batches_tracked` counter (the one definition used by the
-/// strict check here and by backends that skip it when copying weights).
-pub fn is_bn_counter(key: &str) -> bool {
-    key.ends_with(BN_COUNTER_SUFFIX)
-}
+pub use super::chain::{is_bn_counter, BN_COUNTER_SUFFIX};
 
 /// The model's state dict as PyTorch lists it, from its parameters and buffers (name → shape, in
 /// model order): every batch norm (`<p>.running_mean`) also gets its scalar
