@@ -8,7 +8,7 @@
 //! (YOLOv6Head does not override it; no objectness: `loss_obj = None` and the module returns two
 //! outputs) with `DistancePointBBoxCoder`.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::models::cfg::{join, py_int};
 use crate::models::component::DenseHead;
@@ -168,45 +168,22 @@ impl YoloV6Head {
 
     /// `YOLOv6HeadModule.forward_single` in eval mode: `(cls_score, bbox_preds)`.
     fn forward_level(&self, i: usize, x: &Tensor) -> Result<(Tensor, Tensor), tch::TchError> {
-        let (b, _, h, w) = x.size4()?;
         let y = self.stems[i].forward(x)?;
         let cls = self.cls_preds[i].forward(&self.cls_convs[i].forward(&y)?)?;
         let dist = self.reg_preds[i].forward(&self.reg_convs[i].forward(&y)?)?;
         if self.reg_max <= 1 {
             return Ok((cls, dist));
         }
-        // `proj = torch.arange(reg_max + num_base_priors, dtype=torch.float)`, non-persistent
-        // (moved and cast with the model, hence the input's kind and device here).
-        let bins = self.reg_max + self.num_base_priors;
-        let proj = Tensor::f_arange(bins, (Kind::Float, x.device()))?.f_to_kind(x.kind())?;
-        let bbox = dist
-            .f_reshape([-1, 4, bins, h * w])?
-            .f_permute([0, 3, 1, 2])?
-            .f_softmax(3, None::<Kind>)?
-            .f_matmul(&proj.f_view([-1, 1])?)?
-            .f_squeeze_dim(-1)?
-            .f_transpose(1, 2)?
-            .f_reshape([b, -1, h, w])?;
+        // `proj = torch.arange(reg_max + num_base_priors)`: `reg_max + 1` bins.
+        let bbox = super::dfl_integral(&dist, self.reg_max + self.num_base_priors)?;
         Ok((cls, bbox))
     }
 
     /// `YOLOv6HeadModule.forward`: per level `(cls_score, bbox_pred)`.
     pub fn forward(&self, feats: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>), tch::TchError> {
-        if feats.len() != self.stems.len() {
-            return Err(tch::TchError::Shape(format!(
-                "YOLOv6HeadModule: {} feature levels for {} featmap_strides",
-                feats.len(),
-                self.stems.len()
-            )));
-        }
-        let mut cls = Vec::with_capacity(feats.len());
-        let mut reg = Vec::with_capacity(feats.len());
-        for (i, x) in feats.iter().enumerate() {
-            let (c, r) = self.forward_level(i, x)?;
-            cls.push(c);
-            reg.push(r);
-        }
-        Ok((cls, reg))
+        super::per_level("YOLOv6HeadModule", self.stems.len(), feats, |i, x| {
+            self.forward_level(i, x)
+        })
     }
 }
 

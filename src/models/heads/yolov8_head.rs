@@ -4,7 +4,7 @@
 //! and the DFL-decoded distances (l, t, r, b) in stride units; `predict_by_feat` is
 //! `YOLOv5Head.predict_by_feat` (YOLOv8Head does not override it) with `DistancePointBBoxCoder`.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::models::cfg::{join, Act, NormCfg};
 use crate::models::component::DenseHead;
@@ -167,44 +167,20 @@ impl YoloV8Head {
     /// `reg_max > 1` the distances are the expectation of the softmax over `reg_max` bins (DFL),
     /// computed with the very same ops as upstream (`softmax(3).matmul(proj.view([-1, 1]))`).
     fn forward_level(&self, i: usize, x: &Tensor) -> Result<(Tensor, Tensor), tch::TchError> {
-        let (b, _, h, w) = x.size4()?;
         let cls = self.cls_preds[i].forward(x)?;
         let dist = self.reg_preds[i].forward(x)?;
         if self.reg_max <= 1 {
             return Ok((cls, dist));
         }
-        // `proj = torch.arange(reg_max, dtype=torch.float)`, a non-persistent buffer (moved and
-        // cast with the model, hence the input's kind and device here).
-        let proj =
-            Tensor::f_arange(self.reg_max, (Kind::Float, x.device()))?.f_to_kind(x.kind())?;
-        let bbox = dist
-            .f_reshape([-1, 4, self.reg_max, h * w])?
-            .f_permute([0, 3, 1, 2])?
-            .f_softmax(3, None::<Kind>)?
-            .f_matmul(&proj.f_view([-1, 1])?)?
-            .f_squeeze_dim(-1)?
-            .f_transpose(1, 2)?
-            .f_reshape([b, -1, h, w])?;
+        let bbox = super::dfl_integral(&dist, self.reg_max)?;
         Ok((cls, bbox))
     }
 
     /// `YOLOv8HeadModule.forward`: per level `(cls_score, bbox_pred)`.
     pub fn forward(&self, feats: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>), tch::TchError> {
-        if feats.len() != self.cls_preds.len() {
-            return Err(tch::TchError::Shape(format!(
-                "YOLOv8HeadModule: {} feature levels for {} featmap_strides",
-                feats.len(),
-                self.cls_preds.len()
-            )));
-        }
-        let mut cls = Vec::with_capacity(feats.len());
-        let mut reg = Vec::with_capacity(feats.len());
-        for (i, x) in feats.iter().enumerate() {
-            let (c, r) = self.forward_level(i, x)?;
-            cls.push(c);
-            reg.push(r);
-        }
-        Ok((cls, reg))
+        super::per_level("YOLOv8HeadModule", self.cls_preds.len(), feats, |i, x| {
+            self.forward_level(i, x)
+        })
     }
 }
 
