@@ -22,20 +22,9 @@ ROOTS="mmyolo=$SITE/mmyolo/.mim/configs mmrazor=$SITE/mmrazor/.mim/configs mmdet
 export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 PYTHONWARNINGS=ignore
 [ -x "$BIN" ] || { echo "build first: cargo build --release --example detect_distilled" >&2; exit 1; }
 
-# Runs a command RUNS times in fresh processes; prints the median wall time (s) and the largest
-# peak RSS (MiB) of the child, measured from outside the same way for both languages.
+# Median wall time (s) and largest peak RSS (MiB) of RUNS fresh processes (benches/python/measure.py).
 measure() {
-    python3 - "$RUNS" "$@" <<'PYEOF'
-import resource, statistics, subprocess, sys, time
-runs, cmd = int(sys.argv[1]), sys.argv[2:]
-walls, rss = [], 0.0
-for _ in range(runs):
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    walls.append(time.perf_counter() - t)
-    rss = max(rss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-print(f"{statistics.median(walls):.3f} {rss:.1f}")
-PYEOF
+    python3 benches/python/measure.py "$RUNS" "$@"
 }
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
