@@ -18,3 +18,5 @@ $py benches/python/config_bench.py
 # Detection: cold start, steady state, peak RSS.
 cargo build --release --example detect_distilled
 benches/bench_detect.sh
+# Per family (RTMDet, YOLOv5, YOLOv6, YOLOv8 fixtures).
+benches/bench_families.sh
