@@ -63,6 +63,16 @@ fn yolov8_config_mistakes_name_key_and_type() {
         ("prior_match_thr", "mmyolo.YOLOv8Head", "model.bbox_head"),
     );
 
+    // BaseBackbone `plugins` (not implemented): refused, naming the key.
+    let mut cfg = model.clone();
+    cfg["backbone"]["plugins"] =
+        serde_json::json!([{"cfg": {"type": "CBAM"}, "stages": [false, true, true, true]}]);
+    let msg = build_error_message(&cfg, "plugins");
+    assert!(
+        msg.contains("model.backbone.plugins") && msg.contains("YOLOv8CSPDarknet plugins"),
+        "{msg}"
+    );
+
     // `out_channels` as an int: YOLOv8PAFPN indexes it per level.
     let mut cfg = model.clone();
     cfg["neck"]["out_channels"] = 256.into();

@@ -100,3 +100,21 @@ pub fn check_indices(
     }
     Ok(())
 }
+
+/// `BaseBackbone`'s `plugins` argument (extra modules inserted into stages, `mmyolo/models/
+/// backbones/base_backbone.py: make_stage_plugins`): no shipped detection config sets it and
+/// mmcompat does not implement it, so a non-empty value is refused naming the key.
+pub fn refuse_plugins(
+    plugins: &Option<serde_json::Value>,
+    type_name: &str,
+    path: &str,
+) -> Result<(), crate::models::ModelError> {
+    if plugins.as_ref().is_some_and(|p| !p.is_null()) {
+        return Err(crate::models::ModelError::Unsupported {
+            what: format!("{type_name} plugins"),
+            path: crate::models::cfg::join(path, "plugins"),
+            hint: "remove `plugins` (no shipped detection config uses them)".into(),
+        });
+    }
+    Ok(())
+}

@@ -9,6 +9,7 @@ use tch::Tensor;
 
 use crate::models::layers::conv_module::Fuse;
 
+use super::base::refuse_plugins;
 use crate::models::cfg::{check_conv_cfg, py_int, py_round, ActCfg, NormCfg};
 use crate::models::component::Backbone;
 use crate::models::layers::conv_module::{AnyConv, ConvModule, ConvSpec};
@@ -81,13 +82,7 @@ impl CspNext {
     pub fn build_mmyolo(spec: &ComponentSpec, ctx: &Ctx) -> Result<Self, ModelError> {
         let cfg: &MmyoloCspNextCfg = spec.args()?;
         let path = spec.path.as_str();
-        if cfg.plugins.as_ref().is_some_and(|p| !p.is_null()) {
-            return Err(ModelError::Unsupported {
-                what: "CSPNeXt plugins".into(),
-                path: path.to_string(),
-                hint: "remove `plugins` (no RTMDet config uses them)".into(),
-            });
-        }
+        refuse_plugins(&cfg.plugins, spec.type_name, path)?;
         check_conv_cfg(&cfg.conv_cfg, path)?;
         let settings = match &cfg.arch_ovewrite {
             Some(s) if !s.is_empty() => s.clone(),

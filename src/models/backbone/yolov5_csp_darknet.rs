@@ -5,7 +5,7 @@
 //! `arch='P6'` inserts a 512→768 stage before the last. Channels
 //! `make_divisible(c, widen_factor)`, blocks `make_round(n, deepen_factor)`.
 
-use super::base::{check_indices, Layer, StagedBackbone};
+use super::base::{check_indices, refuse_plugins, Layer, StagedBackbone};
 use crate::models::cfg::join;
 use crate::models::layers::conv_module::{ConvModule, ConvSpec};
 use crate::models::layers::csp_layer::{CspArgs, CspLayer, CspLayerSpec};
@@ -48,13 +48,7 @@ fn arch_settings(arch: &str, path: &str) -> Result<Vec<StageSetting>, ModelError
 pub fn build(spec: &ComponentSpec, ctx: &Ctx) -> Result<StagedBackbone, ModelError> {
     let cfg: &YoloV5CspDarknetCfg = spec.args()?;
     let path = spec.path.as_str();
-    if cfg.plugins.as_ref().is_some_and(|p| !p.is_null()) {
-        return Err(ModelError::Unsupported {
-            what: "YOLOv5CSPDarknet plugins".into(),
-            path: join(path, "plugins"),
-            hint: "remove `plugins` (no shipped YOLOv5 detection config uses them)".into(),
-        });
-    }
+    refuse_plugins(&cfg.plugins, spec.type_name, path)?;
     cfg.norm_cfg.validate(&join(path, "norm_cfg"))?;
     let act = Some(cfg.act_cfg.to_act(&join(path, "act_cfg"))?);
     let norm = Some(&cfg.norm_cfg);

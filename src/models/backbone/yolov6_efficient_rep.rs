@@ -6,7 +6,7 @@
 //! `make_round(n, deepen_factor)`. The RepVGG blocks take `block_cfg` alone: upstream builds them
 //! with `MODELS.build(block_cfg)`, so the backbone's `norm_cfg`/`act_cfg` never reach them.
 
-use super::base::{check_indices, Layer, StagedBackbone};
+use super::base::{check_indices, refuse_plugins, Layer, StagedBackbone};
 use crate::models::cfg::{join, py_int};
 use crate::models::layers::rep_vgg::{RepStageBlock, RepVggBlock};
 use crate::models::layers::spp::{Pooling, SppBottleneck};
@@ -42,13 +42,7 @@ fn arch_settings(arch: &str, path: &str) -> Result<Vec<StageSetting>, ModelError
 pub fn build(spec: &ComponentSpec, ctx: &Ctx) -> Result<StagedBackbone, ModelError> {
     let cfg: &YoloV6EfficientRepCfg = spec.args()?;
     let path = spec.path.as_str();
-    if cfg.plugins.as_ref().is_some_and(|p| !p.is_null()) {
-        return Err(ModelError::Unsupported {
-            what: "YOLOv6EfficientRep plugins".into(),
-            path: join(path, "plugins"),
-            hint: "remove `plugins` (no shipped YOLOv6 config uses them)".into(),
-        });
-    }
+    refuse_plugins(&cfg.plugins, spec.type_name, path)?;
     if cfg.use_cspsppf {
         return Err(ModelError::Unsupported {
             what: "use_cspsppf=True (YOLOv6 v3's CSPSPPFBottleneck)".into(),

@@ -4,7 +4,7 @@
 //! `stage4.2` (`SPPFBottleneck`, kernel 5: after the CSP layer, unlike CSPNeXt). Channels
 //! `make_divisible(c, widen_factor)`, blocks `make_round(n, deepen_factor)`.
 
-use super::base::{check_indices, Layer, StagedBackbone};
+use super::base::{check_indices, refuse_plugins, Layer, StagedBackbone};
 use crate::models::cfg::join;
 use crate::models::layers::conv_module::{ConvModule, ConvSpec};
 use crate::models::layers::spp::{Pooling, SppBottleneck};
@@ -47,13 +47,7 @@ fn arch_settings(
 pub fn build(spec: &ComponentSpec, ctx: &Ctx) -> Result<StagedBackbone, ModelError> {
     let cfg: &YoloV8CspDarknetCfg = spec.args()?;
     let path = spec.path.as_str();
-    if cfg.plugins.as_ref().is_some_and(|p| !p.is_null()) {
-        return Err(ModelError::Unsupported {
-            what: "YOLOv8CSPDarknet plugins".into(),
-            path: join(path, "plugins"),
-            hint: "remove `plugins` (no shipped YOLOv8 config uses them)".into(),
-        });
-    }
+    refuse_plugins(&cfg.plugins, spec.type_name, path)?;
     cfg.norm_cfg.validate(&join(path, "norm_cfg"))?;
     let act = Some(cfg.act_cfg.to_act(&join(path, "act_cfg"))?);
     let norm = Some(&cfg.norm_cfg);
