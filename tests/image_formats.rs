@@ -41,19 +41,12 @@ fn reference_detections() -> BTreeMap<String, Value> {
     serde_json::from_str(&text).expect("detections are JSON")
 }
 
-/// Files OpenCV reads that we refuse, and why.
-const KNOWN_REFUSED: &[(&str, &str)] = &[(
-    "tiff_palette.tif",
-    "RGBPalette", // the `tiff` crate (0.11) has no palette TIFF support
-)];
-
-/// The reference records of every file we decode (all but [`KNOWN_REFUSED`]).
+/// The reference records of every file OpenCV reads (palette TIFF included).
 fn images(refs: &Value) -> Vec<(&String, &Value)> {
     let images: Vec<_> = refs["images"]
         .as_object()
         .expect("images")
         .iter()
-        .filter(|(name, _)| KNOWN_REFUSED.iter().all(|(refused, _)| refused != name))
         .collect();
     assert!(images.len() >= 40, "{} images", images.len());
     images
@@ -210,18 +203,6 @@ fn resize_paths_are_exercised_by_the_size_fixtures() {
             ),
             resized,
             "{name}: keep-ratio size"
-        );
-    }
-}
-
-#[test]
-fn known_refusals_are_clear_errors() {
-    for (file, why) in KNOWN_REFUSED {
-        let err = decode_image_file(&dir().join(file)).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            matches!(err, PreprocessError::Decode { format: "TIFF", .. }) && msg.contains(why),
-            "{file}: {msg}"
         );
     }
 }

@@ -21,13 +21,13 @@
 //!   (`TIFFReadRGBA*`), which premultiplies unassociated alpha (`(c * a + 127) / 255`) and maps 16
 //!   bits to 8 by rounding (`(v * 255 + 32767) / 65535`); we do the same on the `image` crate's
 //!   samples. No orientation (OpenCV 4.11 fails on a TIFF with Orientation != 1). Palette
-//!   (RGBPalette) TIFFs are refused: the `tiff` crate (0.11) does not decode them.
+//!   (RGBPalette) TIFFs, which the `tiff` crate (0.11) refuses, are read by `tiff_palette.rs`
+//!   with libtiff's colormap rules.
 //!
 //! BMP, WebP, TIFF and PNM decoding is the `image` crate's. Lossy WebP is the `image-webp`
 //! decoder, not libwebp: byte-equal to `cv2.imread` on the lossy RGB and RGBA fixtures
 //! (tests/image_formats.rs; it follows libwebp's integer reconstruction and upsampling). Other formats OpenCV can read (JPEG 2000,
-//! OpenEXR, Radiance HDR, PAM, PFM, Sun raster) and palette TIFFs (the `tiff` crate 0.11 has no
-//! palette support) are refused with [`PreprocessError::UnsupportedFormat`] or a
+//! OpenEXR, Radiance HDR, PAM, PFM, Sun raster) are refused with [`PreprocessError::UnsupportedFormat`] or a
 //! [`PreprocessError::Decode`] naming the format. Not covered by fixtures (no writer in the
 //! generator makes them) and likely to differ: 16-bit 5-5-5/5-6-5 BMPs (OpenCV takes `v << 3`,
 //! the crate rescales to 0..255) and PGM/PPM with a maxval other than 255/65535.
@@ -69,7 +69,7 @@ impl DecodeLimits {
         DecodeLimits { max_pixels }
     }
 
-    fn check(
+    pub(super) fn check(
         &self,
         name: &str,
         format: &'static str,
@@ -220,6 +220,9 @@ pub fn decode_image_bytes_with(
         Sniffed::Png => decode_with_image_crate(bytes, ImageFormat::Png, format, name, limits)?,
         Sniffed::Bmp => decode_with_image_crate(bytes, ImageFormat::Bmp, format, name, limits)?,
         Sniffed::WebP => decode_with_image_crate(bytes, ImageFormat::WebP, format, name, limits)?,
+        Sniffed::Tiff if super::tiff_palette::is_palette_tiff(bytes) => {
+            super::tiff_palette::decode_palette_tiff(bytes, name, limits)?
+        }
         Sniffed::Tiff => decode_with_image_crate(bytes, ImageFormat::Tiff, format, name, limits)?,
         Sniffed::Pnm => decode_with_image_crate(bytes, ImageFormat::Pnm, format, name, limits)?,
     };

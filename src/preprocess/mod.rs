@@ -11,6 +11,7 @@
 
 pub mod data_preprocessor;
 mod decode;
+mod tiff_palette;
 mod pipeline;
 mod resize;
 
