@@ -21,7 +21,7 @@ export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 PYTHONWARNINGS=ignore
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-8s | %-22s | %-22s | %-40s | %s\n' family "cold py s (MiB)" "cold rs s (MiB)" \
     "steady py ms (fwd/post)" "steady rs ms (fwd/post)"
-for fam in rtmdet yolov5 yolov6 yolov8; do
+for fam in rtmdet yolov5 yolov6 yolov8 yolox; do
     CFG=$SITE/mmyolo/.mim/configs/mmcompat/${fam}_nano_mmyolo.py
     CKPT=tests/fixtures/checkpoints/${fam}_nano_mmyolo.pth
     read -r py_cold py_rss < <(python3 benches/python/measure.py "$RUNS" \

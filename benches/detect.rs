@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use mmcompat::core::config::ConfigRoots;
 use mmcompat::inferencer::Inferencer;
 use mmcompat::preprocess::decode_image_file;
+use mmcompat::registry::config::ConfigRoots;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -10,11 +10,11 @@
 //! (pure data); mmcompat applies it. The same plan could be written as a TOML file or shipped in a
 //! dynamic library (see registry/src/adapter).
 
-use mmcompat::core::adapter::{
+use mmcompat::inferencer::Inferencer;
+use mmcompat::registry::adapter::{
     AdapterError, AdapterOptions, AdapterSet, CheckpointAdapter, CheckpointView, Confidence, Op,
     Plan,
 };
-use mmcompat::inferencer::Inferencer;
 use mmcompat_registry::register_adapter;
 
 /// `detector.*` → `*`, `shadow.*` dropped.

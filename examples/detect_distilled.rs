@@ -13,8 +13,8 @@
 //! `PKG=DIR` roots given here and `MMCOMPAT_CONFIG_ROOTS`; without either, in the configs of the
 //! packages installed in `python3`.
 
-use mmcompat::core::config::ConfigRoots;
 use mmcompat::inferencer::Inferencer;
+use mmcompat::registry::config::ConfigRoots;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -8,6 +8,11 @@ use mmcompat_registry::config::{Config, ConfigRoots};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod cfg;
+use cfg::CfgOptionsArgs;
+mod env;
+mod model;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mmcompat",
@@ -30,10 +35,19 @@ pub struct ConfigRootArgs {
     /// installed in the `python3` on PATH (`<pkg>/.mim/configs`).
     #[arg(long = "config-root", value_name = "PKG=DIR")]
     pub config_root: Vec<String>,
+    /// Raise (or lower) a bound of config evaluation, e.g. `steps=20000000` (repeatable). Names:
+    /// file_bytes, seq_len, depth, steps, base_fanout, base_depth, base_files (docs/limits.md).
+    #[arg(long = "config-limit", value_name = "NAME=N")]
+    pub config_limit: Vec<String>,
 }
 
 impl ConfigRootArgs {
+    /// The config roots; also installs the `--config-limit` values as the process's config
+    /// limits (every command that reads a config gets its roots here first).
     pub fn roots(&self) -> Result<ConfigRoots> {
+        let limits =
+            mmcompat_registry::config::Limits::default().with_assignments(&self.config_limit)?;
+        mmcompat_registry::config::set_default_limits(limits);
         Ok(ConfigRoots::from_cli(&self.config_root)?
             .with_env()?
             .discover_python())
@@ -104,6 +118,8 @@ pub enum Command {
         scope: Option<String>,
         #[command(flatten)]
         roots: ConfigRootArgs,
+        #[command(flatten)]
+        cfg_options: CfgOptionsArgs,
     },
     /// Write a clean checkpoint (e.g. the student of a distillation checkpoint) and print the
     /// adapter report.
@@ -132,16 +148,26 @@ pub enum Command {
         roots: ConfigRootArgs,
         #[command(flatten)]
         adapters: AdapterArgs,
+        /// (needs --config: the options change that config, stored as meta.cfg)
+        #[command(flatten)]
+        cfg_options: CfgOptionsArgs,
     },
     /// Detect objects in images with an mmdet/mmyolo config (a distillation config runs its
     /// student) and a checkpoint (adapters chosen automatically, strict load).
     Detect {
-        /// The model config (.py or .toml).
+        /// The model config (.py or .toml). Default: the training config the checkpoint
+        /// carries (meta.cfg, written by mmengine's Runner); stderr says when it is used.
         #[arg(long)]
-        config: PathBuf,
-        /// The checkpoint (.pth or .safetensors).
-        #[arg(long)]
-        weights: PathBuf,
+        config: Option<PathBuf>,
+        /// A model name from the packages' metafiles, as DetInferencer(model=NAME) takes: a
+        /// config name (rtmdet_tiny_syncbn_fast_8xb32-300e_coco) or an alias (rtmdet-t). Its
+        /// config, and its published weights from the torch.hub cache
+        /// ($TORCH_HOME/hub/checkpoints), downloaded with a hash check when absent.
+        #[arg(long, value_name = "NAME", conflicts_with = "config")]
+        model: Option<String>,
+        /// The checkpoint (.pth or .safetensors). With --model: instead of the published weights.
+        #[arg(long, required_unless_present = "model")]
+        weights: Option<PathBuf>,
         /// Scope for type resolution (default: the config's default_scope).
         #[arg(long)]
         scope: Option<String>,
@@ -177,10 +203,23 @@ pub enum Command {
         /// CV_IO_MAX_IMAGE_PIXELS): a guard against decompression bombs.
         #[arg(long, value_name = "N", default_value_t = mmcompat::preprocess::DEFAULT_MAX_IMAGE_PIXELS)]
         max_image_pixels: u64,
+        /// More images: a file of paths, one a line (`-`: stdin), read as the run goes.
+        #[arg(long, value_name = "FILE")]
+        list: Option<PathBuf>,
+        /// Also write the JSON lines (detections and error records) to FILE: one whole line per
+        /// image, flushed as each image finishes.
+        #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+        output: Option<PathBuf>,
+        /// Continue a killed --output run: skip the images FILE records (error records too) and
+        /// append the rest (a missing FILE starts empty).
+        #[arg(long, value_name = "FILE")]
+        resume: Option<PathBuf>,
         #[command(flatten)]
         roots: ConfigRootArgs,
+        #[command(flatten)]
+        cfg_options: CfgOptionsArgs,
         /// Image files or folders (searched recursively).
-        #[arg(required = true, value_name = "IMAGE_OR_DIR")]
+        #[arg(required_unless_present = "list", value_name = "IMAGE_OR_DIR")]
         inputs: Vec<PathBuf>,
     },
     /// List scopes, registered types and adapters.
@@ -193,6 +232,17 @@ pub enum Command {
         kind: Option<String>,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        adapters: AdapterArgs,
+    },
+    /// What this installation runs on (as `python -m mmdet.utils.collect_env`): versions, the
+    /// libtorch and its build, CUDA, config roots found and where from, adapters and plugins.
+    Env {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        roots: ConfigRootArgs,
         #[command(flatten)]
         adapters: AdapterArgs,
     },
@@ -244,11 +294,19 @@ pub fn run(cli: Cli) -> Result<()> {
             spec,
             scope,
             roots,
+            cfg_options,
         } => {
             if spec {
-                config_spec(&file, json, scope.as_deref(), &roots, &mut out)
+                config_spec(
+                    &file,
+                    json,
+                    scope.as_deref(),
+                    &roots,
+                    &cfg_options,
+                    &mut out,
+                )
             } else {
-                config(&file, json, toml, &roots, &mut out)
+                config(&file, json, toml, &roots, &cfg_options, &mut out)
             }
         }
         Command::Convert {
@@ -261,6 +319,7 @@ pub fn run(cli: Cli) -> Result<()> {
             no_ema,
             roots,
             adapters,
+            cfg_options,
         } => {
             let ema = match (ema, no_ema) {
                 (true, _) => EmaChoice::Ema,
@@ -268,7 +327,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 _ => EmaChoice::Default,
             };
             let config = match &config {
-                Some(p) => Some(Config::from_file(p, &roots.roots()?)?),
+                Some(p) => Some(cfg_options.load(p, &roots.roots()?)?),
+                None if !cfg_options.is_empty() => {
+                    bail!("--cfg-options needs --config CFG: the options change that config, which convert stores as meta.cfg")
+                }
                 None => None,
             };
             let options = mmcompat_registry::convert::ConvertOptions {
@@ -285,6 +347,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Detect {
             config,
+            model,
             weights,
             scope,
             device,
@@ -297,11 +360,21 @@ pub fn run(cli: Cli) -> Result<()> {
             half,
             fold_bn,
             max_image_pixels,
+            list,
+            output,
+            resume,
             roots,
+            cfg_options,
             inputs,
         } => {
             use mmcompat::inferencer::{run_detect, DetectOptions};
+            let roots = roots.roots()?;
+            let (config, weights) =
+                model::detect_inputs(model.as_deref(), config, weights, scope.as_deref(), &roots)?;
+            let (config, loaded_config) =
+                cfg::detect_config(config, &weights, &roots, &cfg_options)?;
             let mut opts = DetectOptions::new(config, weights, inputs);
+            opts.loaded_config = loaded_config;
             opts.scope = scope;
             opts.device = device;
             opts.score_thr = score_thr;
@@ -316,8 +389,15 @@ pub fn run(cli: Cli) -> Result<()> {
             opts.half = half;
             opts.fold_bn = fold_bn;
             opts.max_image_pixels = max_image_pixels;
-            opts.config_roots = Some(roots.roots()?);
-            run_detect(&opts, &mut out)?;
+            opts.config_roots = Some(roots);
+            opts.list = list;
+            opts.output = output;
+            opts.resume = resume;
+            let summary = run_detect(&opts, &mut out)?;
+            // Every image was attempted and recorded; the exit status still says some failed.
+            if let Some(message) = summary.failure_message() {
+                bail!(message);
+            }
             Ok(())
         }
         Command::Registry {
@@ -326,6 +406,19 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             adapters,
         } => registry(scope.as_deref(), kind.as_deref(), json, &adapters, &mut out),
+        Command::Env {
+            json,
+            roots,
+            adapters,
+        } => {
+            let v = env::collect(&roots.roots()?, &adapters)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                env::render_text(&v, &mut out)?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -338,9 +431,9 @@ fn adapter_fit(
     roots: &ConfigRootArgs,
     adapters: &AdapterArgs,
 ) -> Result<(Vec<String>, Option<String>)> {
-    use mmcompat::core::adapter::{fit_checkpoint, ChainChoice, CheckpointView, FitError};
-    use mmcompat::core::checkpoint::Checkpoint;
-    use mmcompat::core::spec::InferenceSpec;
+    use mmcompat::registry::adapter::{fit_checkpoint, ChainChoice, CheckpointView, FitError};
+    use mmcompat::registry::checkpoint::Checkpoint;
+    use mmcompat::registry::spec::InferenceSpec;
     mmcompat::builtin_adapters();
     let roots = roots.roots()?;
     let config = Config::from_file(config_path, &roots)?;
@@ -353,7 +446,7 @@ fn adapter_fit(
     let ck = Checkpoint::open(ckpt)?;
     let view = CheckpointView::from_checkpoint(&ck);
     let config_json = config.to_json();
-    let request = mmcompat::core::adapter::FitRequest {
+    let request = mmcompat::registry::adapter::FitRequest {
         expected: Some(&expected),
         chain: &ChainChoice::Automatic,
         options: &Default::default(),
@@ -412,9 +505,10 @@ fn config(
     json: bool,
     toml: bool,
     roots: &ConfigRootArgs,
+    cfg_options: &CfgOptionsArgs,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let cfg = Config::from_file(path, &roots.roots()?)?;
+    let cfg = cfg_options.load(path, &roots.roots()?)?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&cfg.to_json())?)?;
     } else if toml {
@@ -435,10 +529,11 @@ fn config_spec(
     json: bool,
     scope: Option<&str>,
     roots: &ConfigRootArgs,
+    cfg_options: &CfgOptionsArgs,
     out: &mut dyn Write,
 ) -> Result<()> {
     let roots = roots.roots()?;
-    let cfg = Config::from_file(path, &roots)?;
+    let cfg = cfg_options.load(path, &roots)?;
     let spec = mmcompat_registry::spec::InferenceSpec::from_config(&cfg, scope, &roots)
         .with_context(|| format!("config {}", path.display()))?;
     if json {

@@ -447,7 +447,7 @@ fn detect_errors_are_specific() {
 /// The fixture checkpoint as `torch.compile` saves it: every key under `_orig_mod.`, which no
 /// built-in adapter strips (only `examples/adapters/strip_orig_mod.toml` does).
 fn write_orig_mod_checkpoint(out: &Path) {
-    use mmcompat::core::checkpoint::{write_pth, Checkpoint, TensorData};
+    use mmcompat::registry::checkpoint::{write_pth, Checkpoint, TensorData};
     let ck = Checkpoint::open(repo().join(ckpt("rtmdet_nano_mmyolo.pth"))).expect("fixture");
     let section = ck.section("state_dict").expect("state_dict");
     let tensors: Vec<(String, TensorData<'_>)> = section

@@ -43,11 +43,7 @@ fn reference_detections() -> BTreeMap<String, Value> {
 
 /// The reference records of every file OpenCV reads (palette TIFF included).
 fn images(refs: &Value) -> Vec<(&String, &Value)> {
-    let images: Vec<_> = refs["images"]
-        .as_object()
-        .expect("images")
-        .iter()
-        .collect();
+    let images: Vec<_> = refs["images"].as_object().expect("images").iter().collect();
     assert!(images.len() >= 40, "{} images", images.len());
     images
 }
@@ -243,7 +239,7 @@ fn unsupported_formats_name_the_file_the_format_and_the_supported_list() {
 }
 
 /// A 1x1 PNG whose IHDR declares `width` x `height` (CRC fixed, so only the size is a lie).
-fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn png_declaring(width: u32, height: u32) -> Vec<u8> {
     let mut bytes = Vec::new();
     image::DynamicImage::ImageRgb8(image::RgbImage::new(1, 1))
         .write_to(

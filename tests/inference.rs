@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use mmcompat::core::config::ConfigRoots;
 use mmcompat::inferencer::{run_detect, ClassNamesSource, DetectOptions, Detection, Inferencer};
 use mmcompat::preprocess::{decode_image_file, BgrImage};
+use mmcompat::registry::config::ConfigRoots;
 use serde_json::Value;
 
 const MODELS: &[&str] = &["mmyolo", "mmdet", "kd_student"];

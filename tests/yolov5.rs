@@ -61,7 +61,7 @@ fn yolov5_network_input_and_raw_head_outputs_match_python() {
 
 /// `raw_deviation` covers the class and box logits; the objectness logits the same way: shape,
 /// level sum, and the sampled values in units of max(1, max |v| over the level's samples).
-fn objectness_deviation(what: &str, inf: &Inferencer, image: &str, r: &Value) -> f64 {
+pub(crate) fn objectness_deviation(what: &str, inf: &Inferencer, image: &str, r: &Value) -> f64 {
     let pre = inf.preprocess(&source_image(image)).expect("pipeline");
     let outs = inf.head_outputs(&[&pre]).expect("forward");
     let levels = r["head_outputs"]["objectnesses"]

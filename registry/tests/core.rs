@@ -1,7 +1,11 @@
 //! The core crate's one integration-test binary (no libtorch: builds in seconds).
 
 mod adapters;
+mod cfg_options;
 mod checkpoint;
 mod config;
 mod fit;
+mod fuzz_replay;
+mod limits;
+mod model_zoo;
 mod scoped;

@@ -4,14 +4,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{InferError, Inferencer};
-use crate::core::adapter::{AdapterOptions, AdapterSet};
-use crate::core::config::ConfigRoots;
 use crate::preprocess::DEFAULT_MAX_IMAGE_PIXELS;
+use crate::registry::adapter::{AdapterOptions, AdapterSet};
+use crate::registry::config::{Config, ConfigRoots};
 
 /// Builder of an [`Inferencer`] (all options but config and weights have defaults).
 #[derive(Debug, Clone)]
 pub struct InferencerBuilder {
     pub(super) config: Option<PathBuf>,
+    /// A config already loaded (e.g. from a checkpoint's `meta.cfg`, or with `--cfg-options`
+    /// merged); wins over `config`.
+    pub(super) loaded_config: Option<Config>,
     pub(super) weights: Option<PathBuf>,
     pub(super) scope: Option<String>,
     pub(super) device: String,
@@ -33,6 +36,7 @@ impl Default for InferencerBuilder {
     fn default() -> Self {
         InferencerBuilder {
             config: None,
+            loaded_config: None,
             weights: None,
             scope: None,
             device: "cpu".into(),
@@ -52,6 +56,14 @@ impl InferencerBuilder {
     /// The model config (`.py` as mmengine reads it, `.toml`, `.json`).
     pub fn config(mut self, path: impl Into<PathBuf>) -> Self {
         self.config = Some(path.into());
+        self
+    }
+
+    /// A config already loaded and resolved, instead of a path: e.g.
+    /// `Config::from_checkpoint` (the training config a checkpoint carries) or a config with
+    /// `Config::merge_cfg_options` applied. Errors then name `config.path()`.
+    pub fn loaded_config(mut self, config: Config) -> Self {
+        self.loaded_config = Some(config);
         self
     }
 

@@ -1,19 +1,22 @@
 //! `mmcompat detect` as a library function: images (files or folders, searched recursively and
-//! sorted) → one JSON line (or one human-readable line) per image, optional annotated PNGs.
+//! sorted, then `--list FILE` entries) → one JSON line (or one human-readable line) per image,
+//! optional annotated PNGs. A batch loses nothing: an image that cannot be read or run becomes an
+//! error record and the run goes on; `--output`/`--resume` files survive a kill (`records.rs`).
 //! The CLI only parses flags into [`DetectOptions`].
+
+mod records;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::json;
-
 use super::{Detection, InferError, Inferencer};
-use crate::core::adapter::AdapterSet;
-use crate::core::config::ConfigRoots;
-use crate::preprocess::{decode_image_file_with, DEFAULT_MAX_IMAGE_PIXELS};
+use crate::preprocess::{decode_image_file_with, BgrImage, DEFAULT_MAX_IMAGE_PIXELS};
+use crate::registry::adapter::AdapterSet;
+use crate::registry::config::ConfigRoots;
 use crate::visualize::{draw_detections, save_png};
+use records::{Earlier, ImageSources, RecordFile};
 
 /// mmengine's `IMG_EXTENSIONS` (what DetInferencer lists in a folder).
 const IMG_EXTENSIONS: &[&str] = &[
@@ -27,6 +30,9 @@ const PROGRESS_FROM: usize = 8;
 #[derive(Debug, Clone)]
 pub struct DetectOptions {
     pub config: PathBuf,
+    /// The config already loaded (a checkpoint's `meta.cfg`, `--cfg-options` merged); when set,
+    /// `config` only names it.
+    pub loaded_config: Option<crate::registry::config::Config>,
     pub weights: PathBuf,
     /// `--scope`; None: the config's `default_scope`.
     pub scope: Option<String>,
@@ -55,6 +61,14 @@ pub struct DetectOptions {
     pub adapter_set: Option<Arc<AdapterSet>>,
     /// `--max-image-pixels`: images declaring more pixels are refused before decoding.
     pub max_image_pixels: u64,
+    /// `--list FILE`: more image paths, one a line (`-`: stdin), read as the run goes.
+    pub list: Option<PathBuf>,
+    /// `--output FILE`: the JSON lines (detections and error records) also go to FILE, started
+    /// empty, one whole line per image, flushed as each image finishes.
+    pub output: Option<PathBuf>,
+    /// `--resume FILE`: like `output`, but images FILE already records (detections or errors)
+    /// are skipped and the rest appended; a missing FILE starts empty.
+    pub resume: Option<PathBuf>,
 }
 
 impl DetectOptions {
@@ -66,6 +80,7 @@ impl DetectOptions {
     ) -> Self {
         DetectOptions {
             config: config.into(),
+            loaded_config: None,
             weights: weights.into(),
             scope: None,
             device: "cpu".into(),
@@ -81,6 +96,9 @@ impl DetectOptions {
             adapter_chain: Vec::new(),
             adapter_set: None,
             max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
+            list: None,
+            output: None,
+            resume: None,
         }
     }
 }
@@ -88,7 +106,16 @@ impl DetectOptions {
 /// What a `run_detect` call did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DetectSummary {
+    /// Images run successfully in this call.
     pub images: usize,
+    /// Images that could not be read or run in this call (each has an error record).
+    pub failed: usize,
+    /// Images skipped because the `--resume` file already records them.
+    pub resumed: usize,
+    /// Error records among the skipped ones (failures of the earlier run, not retried).
+    pub resumed_failed: usize,
+    /// Where the JSON records went besides `out` (`--output`/`--resume`).
+    pub record_file: Option<PathBuf>,
     /// Detections written (after `score_thr`).
     pub detections: usize,
     pub pngs: Vec<PathBuf>,
@@ -96,6 +123,33 @@ pub struct DetectSummary {
     pub load_seconds: f64,
     /// Seconds for all images (decode → detections).
     pub infer_seconds: f64,
+}
+
+impl DetectSummary {
+    /// Failed images, this call's and those the `--resume` file recorded as failed.
+    pub fn failed_total(&self) -> usize {
+        self.failed + self.resumed_failed
+    }
+
+    /// `Some("3 of 120 images failed ...")` when any image failed (the CLI then exits non-zero).
+    pub fn failure_message(&self) -> Option<String> {
+        let failed = self.failed_total();
+        if failed == 0 {
+            return None;
+        }
+        let total = self.images + self.failed + self.resumed;
+        let earlier = match self.resumed_failed {
+            0 => String::new(),
+            n => format!(", {n} of them recorded by the earlier run and not retried"),
+        };
+        let records = match &self.record_file {
+            Some(p) => format!("error records in {}", p.display()),
+            None => "error records on the output".to_string(),
+        };
+        Some(format!(
+            "{failed} of {total} images failed{earlier} ({records}; each reason was also logged above)"
+        ))
+    }
 }
 
 /// Image files of `inputs`: files as given, folders searched recursively, each folder's images
@@ -150,21 +204,137 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InferError> {
     Ok(())
 }
 
-/// Runs detection on every image of `opts.inputs`, writing one line per image to `out`.
+/// Runs detection on every image of `opts.inputs` and `opts.list`, writing one line per image to
+/// `out` (and one JSON record per image to `opts.output`/`opts.resume`). An image that cannot be
+/// decoded or run (missing, corrupt, over the pixel limit, ...) is logged, gets an error record
+/// `{"image", "error"}` and the run goes on: check [`DetectSummary::failure_message`]. Errors of
+/// the run itself (model, output files) end it.
 pub fn run_detect(opts: &DetectOptions, out: &mut dyn Write) -> Result<DetectSummary, InferError> {
-    let images = collect_images(&opts.inputs)?;
-    if images.is_empty() {
-        return Err(InferError::Input(format!(
-            "no images found in {} (extensions: {})",
-            opts.inputs
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            IMG_EXTENSIONS.join(", ")
-        )));
+    let given = collect_images(&opts.inputs)?;
+    if given.is_empty() && opts.list.is_none() {
+        return Err(no_images(opts));
     }
+    let mut sources = ImageSources::new(given, opts.list.as_deref())?;
+    let mut recorded = match &opts.resume {
+        Some(p) => records::read_recorded(p)?,
+        None => Default::default(),
+    };
     let t0 = Instant::now();
+    let inferencer = build_inferencer(opts)?;
+    let mut summary = DetectSummary {
+        load_seconds: t0.elapsed().as_secs_f64(),
+        ..Default::default()
+    };
+    let mut record_file = match (&opts.resume, &opts.output) {
+        (Some(p), _) => Some(RecordFile::open(p, true)?),
+        (None, Some(p)) => Some(RecordFile::open(p, false)?),
+        (None, None) => None,
+    };
+    summary.record_file = record_file.as_ref().map(|f| f.path().to_path_buf());
+    if let Some(dir) = &opts.out_dir {
+        std::fs::create_dir_all(dir).map_err(|source| InferError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let bar = progress_bar(sources.known_len());
+    let stdout_err = |source| InferError::Io {
+        path: PathBuf::from("<output>"),
+        source,
+    };
+    let t1 = Instant::now();
+    for entry in &mut sources {
+        let (path, rel) = entry?;
+        let image = path.display().to_string();
+        match recorded.take(&image) {
+            Earlier::NotRecorded => {}
+            Earlier::Detections => {
+                summary.resumed += 1;
+                continue;
+            }
+            Earlier::Failed => {
+                summary.resumed += 1;
+                summary.resumed_failed += 1;
+                continue;
+            }
+        }
+        let (record, line) = match detect_one(&inferencer, opts, &path) {
+            Ok((img, dets)) => {
+                summary.images += 1;
+                summary.detections += dets.len();
+                if let Some(dir) = &opts.out_dir {
+                    summary
+                        .pngs
+                        .push(draw(&inferencer, opts, dir, &rel, &img, &dets)?);
+                }
+                let record = records::detections_record(&image, img.width, img.height, &dets);
+                let line = if opts.json {
+                    record.clone()
+                } else {
+                    records::text_line(&image, img.width, img.height, &dets)
+                };
+                (record, line)
+            }
+            Err(e) => {
+                summary.failed += 1;
+                let message = e.to_string();
+                let log = || tracing::error!("skipping {image}: {message}");
+                match &bar {
+                    Some(bar) => bar.suspend(log),
+                    None => log(),
+                }
+                let record = records::error_record(&image, &message);
+                let line = if opts.json {
+                    record.clone()
+                } else {
+                    format!("{image}: error: {message}")
+                };
+                (record, line)
+            }
+        };
+        if let Some(f) = &mut record_file {
+            f.write_record(&record)?;
+        }
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(stdout_err)?;
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if summary.images + summary.failed + summary.resumed == 0 {
+        return Err(no_images(opts));
+    }
+    if summary.resumed > 0 {
+        tracing::info!(
+            skipped = summary.resumed,
+            "--resume: images already recorded were skipped"
+        );
+    }
+    summary.infer_seconds = t1.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn no_images(opts: &DetectOptions) -> InferError {
+    let mut places: Vec<String> = opts
+        .inputs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    if let Some(l) = &opts.list {
+        places.push(format!("--list {}", l.display()));
+    }
+    InferError::Input(format!(
+        "no images found in {} (extensions: {})",
+        places.join(", "),
+        IMG_EXTENSIONS.join(", ")
+    ))
+}
+
+fn build_inferencer(opts: &DetectOptions) -> Result<Inferencer, InferError> {
     let mut builder = Inferencer::builder()
         .config(&opts.config)
         .weights(&opts.weights)
@@ -183,119 +353,80 @@ pub fn run_detect(opts: &DetectOptions, out: &mut dyn Write) -> Result<DetectSum
     if let Some(r) = &opts.config_roots {
         builder = builder.config_roots(r.clone());
     }
-    let inferencer = builder.build()?;
-    let mut summary = DetectSummary {
-        load_seconds: t0.elapsed().as_secs_f64(),
-        ..Default::default()
-    };
-    if let Some(dir) = &opts.out_dir {
-        std::fs::create_dir_all(dir).map_err(|source| InferError::Io {
-            path: dir.clone(),
+    if let Some(c) = &opts.loaded_config {
+        builder = builder.loaded_config(c.clone());
+    }
+    builder.build()
+}
+
+/// Decode and run one image; every error here is this image's alone (the run goes on).
+fn detect_one(
+    inferencer: &Inferencer,
+    opts: &DetectOptions,
+    path: &Path,
+) -> Result<(BgrImage, Vec<Detection>), InferError> {
+    let img = decode_image_file_with(path, inferencer.decode_limits()).map_err(|source| {
+        InferError::Preprocess {
+            image: path.to_path_buf(),
+            source: Box::new(source),
+        }
+    })?;
+    let dets = inferencer
+        .infer(&img)?
+        .into_iter()
+        .filter(|d| opts.score_thr.is_none_or(|t| d.score > t))
+        .collect();
+    Ok((img, dets))
+}
+
+/// Writes `<out_dir>/<rel>.png` with the boxes drawn.
+fn draw(
+    inferencer: &Inferencer,
+    opts: &DetectOptions,
+    dir: &Path,
+    rel: &Path,
+    img: &BgrImage,
+    dets: &[Detection],
+) -> Result<PathBuf, InferError> {
+    let png = dir.join(rel).with_extension("png");
+    if let Some(parent) = png.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| InferError::Io {
+            path: parent.to_path_buf(),
             source,
         })?;
     }
-    let bar = (images.len() >= PROGRESS_FROM).then(|| {
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(images.len() as u64),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} images {elapsed} (eta {eta}) {msg}",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    });
-    let t1 = Instant::now();
-    for (path, rel) in &images {
-        let img = decode_image_file_with(path, inferencer.decode_limits()).map_err(|source| {
-            InferError::Preprocess {
-                image: path.clone(),
-                source: Box::new(source),
-            }
-        })?;
-        let dets: Vec<Detection> = inferencer
-            .infer(&img)?
-            .into_iter()
-            .filter(|d| opts.score_thr.is_none_or(|t| d.score > t))
-            .collect();
-        summary.images += 1;
-        summary.detections += dets.len();
-        write_line(out, opts.json, path, img.width, img.height, &dets).map_err(|source| {
-            InferError::Io {
-                path: PathBuf::from("<output>"),
-                source,
-            }
-        })?;
-        if let Some(dir) = &opts.out_dir {
-            let png = dir.join(rel).with_extension("png");
-            if let Some(parent) = png.parent() {
-                std::fs::create_dir_all(parent).map_err(|source| InferError::Io {
-                    path: parent.to_path_buf(),
-                    source,
-                })?;
-            }
-            let drawn: Vec<([f32; 4], f32, usize)> =
-                dets.iter().map(|d| (d.bbox, d.score, d.label)).collect();
-            let canvas = draw_detections(
-                &img,
-                &drawn,
-                inferencer.class_names(),
-                opts.draw_score_thr,
-                inferencer.palette(),
-            );
-            save_png(&canvas, &png)?;
-            summary.pngs.push(png);
-        }
-        if let Some(bar) = &bar {
-            bar.inc(1);
-        }
-    }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    summary.infer_seconds = t1.elapsed().as_secs_f64();
-    Ok(summary)
+    let drawn: Vec<([f32; 4], f32, usize)> =
+        dets.iter().map(|d| (d.bbox, d.score, d.label)).collect();
+    let canvas = draw_detections(
+        img,
+        &drawn,
+        inferencer.class_names(),
+        opts.draw_score_thr,
+        inferencer.palette(),
+    );
+    save_png(&canvas, &png)?;
+    Ok(png)
 }
 
-fn write_line(
-    out: &mut dyn Write,
-    as_json: bool,
-    path: &Path,
-    width: usize,
-    height: usize,
-    dets: &[Detection],
-) -> std::io::Result<()> {
-    if as_json {
-        let line = json!({
-            "image": path.display().to_string(),
-            "width": width,
-            "height": height,
-            "detections": dets.iter().map(|d| json!({
-                "bbox": d.bbox,
-                "score": d.score,
-                "label": d.label,
-                "class": d.class_name,
-            })).collect::<Vec<_>>(),
-        });
-        writeln!(out, "{line}")
-    } else {
-        let best: Vec<String> = dets
-            .iter()
-            .take(3)
-            .map(|d| {
-                format!(
-                    "{} {:.3} [{:.1}, {:.1}, {:.1}, {:.1}]",
-                    d.class_name, d.score, d.bbox[0], d.bbox[1], d.bbox[2], d.bbox[3]
-                )
-            })
-            .collect();
-        writeln!(
-            out,
-            "{} ({width}x{height}): {} detections; best: {}",
-            path.display(),
-            dets.len(),
-            best.join("; ")
-        )
+/// A bar on stderr for 8+ images (hidden when stderr is not a terminal); a counter when the
+/// total is unknown (`--list`).
+fn progress_bar(len: Option<usize>) -> Option<indicatif::ProgressBar> {
+    let (bar, template) = match len {
+        Some(n) if n < PROGRESS_FROM => return None,
+        Some(n) => (
+            indicatif::ProgressBar::with_draw_target(
+                Some(n as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            ),
+            "{bar:40} {pos}/{len} images {elapsed} (eta {eta}) {msg}",
+        ),
+        None => (
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr()),
+            "{pos} images {elapsed} ({per_sec}) {msg}",
+        ),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
     }
+    Some(bar)
 }

@@ -1,17 +1,17 @@
-//! [`InferError`]: everything that can go wrong building an [`Inferencer`](super::Inferencer) or
+//! [`InferError`]: everything that can go wrong building an [`Inferencer`](super::Inferencer)(super::Inferencer) or
 //! running it, each variant naming the file it is about.
 
 use std::path::PathBuf;
 
-use crate::core::adapter;
-use crate::core::checkpoint::CheckpointError;
-use crate::core::config::ConfigError;
 use crate::device::DeviceError;
 use crate::models::ModelError;
 use crate::postprocess::PostprocessError;
 use crate::preprocess::PreprocessError;
+use crate::registry::adapter;
+use crate::registry::checkpoint::CheckpointError;
+use crate::registry::config::ConfigError;
 
-/// Everything that can go wrong building an [`Inferencer`] or running it.
+/// Everything that can go wrong building an [`Inferencer`](super::Inferencer) or running it.
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
     #[error("Inferencer::builder(): no config given; call .config(PATH) with the model's .py/.toml/.json config")]
@@ -28,7 +28,7 @@ pub enum InferError {
     Spec {
         path: PathBuf,
         #[source]
-        source: Box<crate::core::spec::SpecError>,
+        source: Box<crate::registry::spec::SpecError>,
     },
     #[error("config {}: {message}", path.display())]
     ConfigContent { path: PathBuf, message: String },

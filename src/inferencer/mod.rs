@@ -28,7 +28,7 @@ mod detect;
 mod error;
 mod weights;
 
-pub use crate::core::spec::student::PredictsWithArchitecture;
+pub use crate::registry::spec::student::PredictsWithArchitecture;
 pub use builder::InferencerBuilder;
 pub use classes::COCO_CLASSES;
 pub use detect::{collect_images, run_detect, DetectOptions, DetectSummary};
@@ -38,9 +38,6 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Tensor};
 
-use crate::core::checkpoint::Checkpoint;
-use crate::core::config::{Config, ConfigRoots};
-use crate::core::spec::InferenceSpec;
 use crate::device::parse_device;
 use crate::models::load::LoadReport;
 use crate::models::{build_detector_from_spec, Detector, Flavour, HeadOutputs, ModelError};
@@ -49,6 +46,9 @@ use crate::preprocess::{
     decode_image_file_with, BgrImage, DataPreprocessor, DataPreprocessorCfg, DecodeLimits, HwcU8,
     PipelineSpec, Preprocessed,
 };
+use crate::registry::checkpoint::Checkpoint;
+use crate::registry::config::{Config, ConfigRoots};
+use crate::registry::spec::InferenceSpec;
 use classes::{class_names, palette};
 use weights::adapted_tensors;
 
@@ -106,8 +106,9 @@ pub enum ClassNamesSource {
     CocoFallback,
 }
 
-/// A loaded detector with its pipeline, ready to run. `Send`, so a server can move it to a worker
-/// thread or share it behind a `Mutex` (tch tensors are not `Sync`).
+/// A loaded detector with its pipeline, ready to run. `Send` and `Sync`: one instance can serve
+/// many threads at once (`Arc<Inferencer>` or scoped threads; see the `Sync` impl for why that is
+/// sound although tch tensors are not `Sync`).
 pub struct Inferencer {
     detector: Detector,
     pipeline: PipelineSpec,
@@ -124,11 +125,63 @@ pub struct Inferencer {
     decode_limits: DecodeLimits,
 }
 
-// Compile-time check: the Inferencer can be moved across threads.
+// SAFETY: the only non-`Sync` parts are the `tch::Tensor`s held by `detector` (weights, fused
+// weights) and `data_preprocessor` (mean/std). `tch::Tensor` is not `Sync` only because some of
+// its `&self` methods could alias storage that another thread mutates; through `&Inferencer`
+// nothing mutates them:
+// * every `&self` method (`infer`, `infer_batch`, `detect_raw`, `head_outputs`, `postprocess`)
+//   reads those tensors as operands of out-of-place libtorch ops that allocate new outputs
+//   (`Detector::forward` runs under a per-call, thread-local `no_grad_guard`, so no autograd
+//   graph links calls either); the in-place ops in `src/models` (`copy_` in `load.rs`,
+//   `fill_` on a fresh local in `rep_vgg.rs`) run only in `&mut self` methods (`load`,
+//   `set_fold_bn`, `set_half`), which `&Inferencer` cannot reach;
+// * no component holds interior mutability (no `Cell`/`RefCell`/caches: the priors are built per
+//   call); the `RefCell` key log exists only while building, not in the built detector;
+// * concurrent reads of one `at::Tensor` from several threads are supported by libtorch
+//   (refcounts are atomic; this is the same reasoning by which tch marks `CModule` `Sync` and
+//   PyTorch documents multi-threaded inference on one module).
+// A component that adds interior mutability or an in-place op on a weight in `forward` must
+// revisit this. Tested by tests/threads.rs (8 threads on one instance = sequential results).
+unsafe impl Sync for Inferencer {}
+
+// Compile-time checks: the Inferencer can be moved across and shared between threads, and every
+// field but the two tensor holders the `Sync` impl above argues for is `Sync` by itself. The
+// exhaustive destructuring fails to compile when a field is added, so no new field slips through
+// that impl unchecked.
 const _: fn() = || {
-    fn assert_send<T: Send>() {}
-    assert_send::<Inferencer>();
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Inferencer>();
 };
+#[allow(dead_code)]
+fn fields_other_than_tensors_are_sync(i: &Inferencer) {
+    fn sync<T: Sync>(_: &T) {}
+    let Inferencer {
+        detector: _,
+        data_preprocessor: _,
+        pipeline,
+        test_cfg,
+        class_names,
+        class_names_source,
+        palette,
+        load_report,
+        adapters,
+        scope,
+        config_path,
+        distillation,
+        decode_limits,
+    } = i;
+    sync(pipeline);
+    sync(test_cfg);
+    sync(class_names);
+    sync(class_names_source);
+    sync(palette);
+    sync(load_report);
+    sync(adapters);
+    sync(scope);
+    sync(config_path);
+    sync(distillation);
+    sync(decode_limits);
+}
 
 impl std::fmt::Debug for Inferencer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,7 +220,11 @@ impl Inferencer {
 
     fn from_builder(b: InferencerBuilder) -> Result<Inferencer, InferError> {
         crate::builtin_adapters();
-        let config_path = b.config.ok_or(InferError::MissingConfig)?;
+        let config_path = match (&b.loaded_config, b.config) {
+            (Some(loaded), _) => loaded.path().to_path_buf(),
+            (None, Some(p)) => p,
+            (None, None) => return Err(InferError::MissingConfig),
+        };
         let weights_path = b.weights.ok_or(InferError::MissingWeights)?;
         let roots = match b.config_roots {
             Some(r) => r,
@@ -180,11 +237,15 @@ impl Inferencer {
                 .discover_python(),
         };
         let device = parse_device(&b.device)?;
-        let config =
-            Config::from_file(&config_path, &roots).map_err(|source| InferError::Config {
-                path: config_path.clone(),
-                source: Box::new(source),
-            })?;
+        let config = match b.loaded_config {
+            Some(loaded) => loaded,
+            None => {
+                Config::from_file(&config_path, &roots).map_err(|source| InferError::Config {
+                    path: config_path.clone(),
+                    source: Box::new(source),
+                })?
+            }
+        };
         // The spec stage: every config section parsed and checked before the checkpoint is read.
         let spec =
             InferenceSpec::from_config(&config, b.scope.as_deref(), &roots).map_err(|source| {

@@ -7,13 +7,13 @@ use std::path::Path;
 use tch::Tensor;
 
 use super::InferError;
-use crate::core::adapter::{
-    fit_checkpoint, AdapterOptions, AdapterSet, ChainChoice, CheckpointView, FitError, FitRequest,
-};
-use crate::core::checkpoint::Checkpoint;
-use crate::core::config::Config;
 use crate::models::load::{kind_of, model_state_dict};
 use crate::models::Detector;
+use crate::registry::adapter::{
+    fit_checkpoint, AdapterOptions, AdapterSet, ChainChoice, CheckpointView, FitError, FitRequest,
+};
+use crate::registry::checkpoint::Checkpoint;
+use crate::registry::config::Config;
 
 /// Named tensors for the model and the adapter chain that produced the names.
 pub(super) type AdaptedTensors = (Vec<(String, Tensor)>, Vec<String>);

@@ -1,5 +1,5 @@
 //! The backend's component contract: a trait per component kind ([`Backbone`], [`Neck`],
-//! [`DenseHead`]) and one registration per upstream type ([`register_tch_component!`]), keyed by
+//! [`DenseHead`]) and one registration per upstream type ([`register_tch_component!`](crate::register_tch_component!)), keyed by
 //! the `(scope, name)` the spec stage resolved (`mmcompat_registry::spec`). The detector glue
 //! (`detector.rs`) knows no family: it asks this table for whatever the spec names.
 //!
@@ -128,7 +128,7 @@ pub enum TchBuilder {
     BuiltByParent,
 }
 
-/// One backend registration: const data, submitted with [`register_tch_component!`].
+/// One backend registration: const data, submitted with [`register_tch_component!`](crate::register_tch_component!).
 pub struct TchComponent {
     pub scope: &'static str,
     pub name: &'static str,

@@ -34,7 +34,7 @@ struct SingleStage {
 }
 
 /// A built detector, ready for [`Detector::load`] and [`Detector::forward`]. `Send`: a server can
-/// move it to a worker thread (share it behind a `Mutex`; `Tensor` is not `Sync`).
+/// move it to a worker thread (`Tensor` is not `Sync`; share an `Inferencer` instead, which is).
 pub struct Detector {
     vs: nn::VarStore,
     keys: Vec<ExpectedKey>,

@@ -1,7 +1,9 @@
 //! `YOLOv5Head.predict_by_feat` (mmyolo 0.6.0 `mmyolo/models/dense_heads/yolov5_head.py:276-445`)
-//! for anchor heads with objectness: `mmdet.YOLOAnchorGenerator` priors, `YOLOv5BBoxCoder`, the
-//! `obj > score_thr` prefilter, `scores *= obj`, then the same joint top-k, rescale, NMS,
-//! `max_per_img` and clamp as the point-prior mmyolo heads (`super::predict_single_mmyolo`).
+//! for heads with objectness: YOLOv5 (`mmdet.YOLOAnchorGenerator` priors, `YOLOv5BBoxCoder`) and
+//! YOLOX (`MlvlPointGenerator(offset=0)` priors, `YOLOXBBoxCoder`; `YOLOXHead` does not override
+//! `predict_by_feat`). Both: the `obj > score_thr` prefilter (skipped with `yolox_style`),
+//! `scores *= obj`, then the same joint top-k, rescale, NMS, `max_per_img` (no cap with
+//! `yolox_style`) and clamp as the point-prior mmyolo heads (`super::predict_single_mmyolo`).
 //!
 //! As in the parent module, the sigmoids run in libtorch on whole tensors and everything
 //! order-sensitive on host vectors; only the kept candidates are decoded (element-wise, so the
@@ -156,16 +158,20 @@ pub fn predict_by_feat(
     metas: &[ImageMeta],
     cfg: &TestCfg,
 ) -> Result<Vec<RawDetections>, PostprocessError> {
-    if metas.len() != outputs.batch {
-        return Err(PostprocessError::Shape(format!(
-            "{} image metas for a batch of {}",
-            metas.len(),
-            outputs.batch
-        )));
-    }
+    check_batch(metas, outputs.batch)?;
     (metas.iter().enumerate())
         .map(|(n, meta)| predict_single(outputs, n, meta, cfg))
         .collect()
+}
+
+fn check_batch(metas: &[ImageMeta], batch: usize) -> Result<(), PostprocessError> {
+    if metas.len() != batch {
+        return Err(PostprocessError::Shape(format!(
+            "{} image metas for a batch of {batch}",
+            metas.len()
+        )));
+    }
+    Ok(())
 }
 
 /// `YOLOAnchorGenerator.single_level_grid_priors` for anchor `a` at flat position `hw`:
@@ -200,46 +206,99 @@ fn decode(prior: [f32; 4], p: [f32; 4], stride: f32) -> [f32; 4] {
     ]
 }
 
-/// `YOLOv5Head.predict_by_feat`'s per-image loop (:376-443) for image `n`.
+/// What the per-image loop reads of one level of a head with objectness, whatever its priors.
+trait ObjectnessLevel {
+    /// `H · W`.
+    fn plane(&self) -> usize;
+    /// `sigmoid(cls_score)`, (N, A·C, H, W).
+    fn scores(&self) -> &[f32];
+    /// `sigmoid(objectness)`, (N, A, H, W).
+    fn objectness(&self) -> &[f32];
+    /// `(w, h)` stride, for messages.
+    fn stride(&self) -> (f64, f64);
+    /// The decoded box (network-input pixels) of prior `k` of `a` at flat position `hw` of
+    /// image `n`.
+    fn decode_box(&self, n: usize, a: usize, hw: usize, k: usize) -> [f32; 4];
+}
+
+impl ObjectnessLevel for AnchorHostLevel {
+    fn plane(&self) -> usize {
+        self.height * self.width
+    }
+    fn scores(&self) -> &[f32] {
+        &self.scores
+    }
+    fn objectness(&self) -> &[f32] {
+        &self.objectness
+    }
+    fn stride(&self) -> (f64, f64) {
+        self.spec.stride
+    }
+    fn decode_box(&self, n: usize, a: usize, hw: usize, k: usize) -> [f32; 4] {
+        let plane = self.plane();
+        let base = (n * a + k) * 4 * plane + hw;
+        let p =
+            [0, 1, 2, 3].map(|j| (self.boxes.get(base + j * plane).copied()).unwrap_or(f32::NAN));
+        decode(anchor(self, hw, k), p, self.spec.decode_stride as f32)
+    }
+}
+
+/// `YOLOv5Head.predict_by_feat` on anchor-head host outputs for image `n`.
 fn predict_single(
     out: &AnchorHostOutputs,
     n: usize,
     meta: &ImageMeta,
     cfg: &TestCfg,
 ) -> Result<RawDetections, PostprocessError> {
-    let (c, a) = (out.num_classes, out.num_base_priors);
+    predict_single_with(
+        &out.levels,
+        (out.num_classes, out.num_base_priors),
+        n,
+        meta,
+        cfg,
+    )
+}
+
+/// `YOLOv5Head.predict_by_feat`'s per-image loop (:376-443) for image `n`: `levels` in stride
+/// order, `(c, a)` = (num_classes, priors per location).
+fn predict_single_with<L: ObjectnessLevel>(
+    levels: &[L],
+    (c, a): (usize, usize),
+    n: usize,
+    meta: &ImageMeta,
+    cfg: &TestCfg,
+) -> Result<RawDetections, PostprocessError> {
     // `multi_label &= self.num_classes > 1` (:326-329); `cfg.multi_label` is an attribute read.
     let multi_label = cfg.multi_label.ok_or(PostprocessError::MissingKey {
         section: "test_cfg",
         key: "multi_label",
     })? && c > 1;
     // `score_thr = cfg.get('score_thr', -1)`: the `> 0` test on the Python float, the
-    // comparisons with tensors in float32. `yolox_style=True` is rejected by the spec stage.
+    // comparisons with tensors in float32; `yolox_style` skips the prefilter (:389-394).
     let score_thr_py = cfg.score_thr.unwrap_or(-1.0);
     let score_thr = score_thr_py as f32;
-    let prefilter = score_thr_py > 0.0;
+    let prefilter = score_thr_py > 0.0 && !cfg.yolox_style;
     let nms_pre = cfg.nms_pre.unwrap_or(100_000);
 
     // Priors are numbered level by level, location-major, anchor-minor (grid_priors order);
     // candidates carry `prior * C + label` (multi-label: every class; single-label: the best),
     // which orders ties as upstream's row order does. The prefilter keeps row order, so
     // numbering before or after it gives the same order.
-    let mut starts = Vec::with_capacity(out.levels.len());
+    let mut starts = Vec::with_capacity(levels.len());
     let mut cands: Vec<(f32, usize)> = Vec::new();
     let mut total = 0usize;
-    for level in &out.levels {
+    for level in levels {
         starts.push(total);
-        let plane = level.height * level.width;
+        let plane = level.plane();
         let truncated = || {
-            PostprocessError::Shape(format!(
-                "level of stride {:?} is truncated",
-                level.spec.stride
-            ))
+            PostprocessError::Shape(format!("level of stride {:?} is truncated", level.stride()))
         };
-        let scores =
-            (level.scores.get(n * a * c * plane..(n + 1) * a * c * plane)).ok_or_else(truncated)?;
+        let scores = (level
+            .scores()
+            .get(n * a * c * plane..(n + 1) * a * c * plane))
+        .ok_or_else(truncated)?;
         let obj =
-            (level.objectness.get(n * a * plane..(n + 1) * a * plane)).ok_or_else(truncated)?;
+            (level.objectness().get(n * a * plane..(n + 1) * a * plane)).ok_or_else(truncated)?;
         for hw in 0..plane {
             for k in 0..a {
                 let o = obj[k * plane + hw];
@@ -282,14 +341,9 @@ fn predict_single(
     for &(score, flat) in &cands {
         let (prior, label) = (flat / c, flat % c);
         let li = starts.partition_point(|&s| s <= prior).saturating_sub(1);
-        let level = &out.levels[li];
         let local = prior - starts[li];
         let (hw, k) = (local / a, local % a);
-        let plane = level.height * level.width;
-        let base = (n * a + k) * 4 * plane + hw;
-        let p =
-            [0, 1, 2, 3].map(|j| (level.boxes.get(base + j * plane).copied()).unwrap_or(f32::NAN));
-        let mut b = decode(anchor(level, hw, k), p, level.spec.decode_stride as f32);
+        let mut b = levels[li].decode_box(n, a, hw, k);
         // rescale (:423-429): subtract [left, top, left, top], divide by float32 scale factor.
         if let Some(pad) = meta.pad_param {
             b = [b[0] - pad[2], b[1] - pad[0], b[2] - pad[2], b[3] - pad[0]];
@@ -301,7 +355,16 @@ fn predict_single(
         dets.labels.push(label);
     }
 
-    let mut dets = bbox_post_process(dets, cfg)?;
+    let mut dets = if cfg.yolox_style {
+        // `cfg.max_per_img = len(results)` (:431-433): everything NMS keeps.
+        let uncapped = TestCfg {
+            max_per_img: Some(dets.len() as i64),
+            ..cfg.clone()
+        };
+        bbox_post_process(dets, &uncapped)?
+    } else {
+        bbox_post_process(dets, cfg)?
+    };
     // Clamp to the original image after NMS (:441-442).
     let (h, w) = (meta.ori_shape[0] as f32, meta.ori_shape[1] as f32);
     for b in &mut dets.bboxes {
@@ -313,6 +376,155 @@ fn predict_single(
         ];
     }
     Ok(dets)
+}
+
+/// One level of `MlvlPointGenerator` priors as `YOLOv5Head.predict_by_feat` uses them for
+/// YOLOX: points `((col + offset)·stride_w, (row + offset)·stride_h)` and the head's
+/// `featmap_strides[i]` that `YOLOXBBoxCoder.decode` scales with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointLevelSpec {
+    /// `(w, h)` stride placing the points (`prior_generator.strides[i]`).
+    pub stride: (f64, f64),
+    /// `prior_generator.offset` (0 for YOLOX).
+    pub offset: f64,
+    /// `head_module.featmap_strides[i]` (`flatten_stride` of `predict_by_feat`).
+    pub decode_stride: f64,
+}
+
+/// One level of a point head with objectness (YOLOX) on the host, NCHW row-major float32.
+#[derive(Debug, Clone)]
+pub struct PointHostLevel {
+    pub height: usize,
+    pub width: usize,
+    pub spec: PointLevelSpec,
+    /// `sigmoid(cls_score)`, (N, C, H, W).
+    pub scores: Vec<f32>,
+    /// `bbox_pred` as the head returns it (`YOLOXBBoxCoder` reads raw values), (N, 4, H, W).
+    pub boxes: Vec<f32>,
+    /// `sigmoid(objectness)`, (N, 1, H, W).
+    pub objectness: Vec<f32>,
+}
+
+/// All levels of one batch of point-head outputs with objectness on the host.
+#[derive(Debug, Clone)]
+pub struct PointHostOutputs {
+    pub batch: usize,
+    pub num_classes: usize,
+    pub levels: Vec<PointHostLevel>,
+}
+
+/// Copies YOLOX head outputs to the host with the sigmoids `predict_by_feat` applies
+/// (`flatten_cls_scores.sigmoid()`, `flatten_objectness.sigmoid()`; the box predictions stay
+/// raw), checking every level's shape.
+pub fn point_head_outputs_to_host(
+    cls_scores: &[Tensor],
+    bbox_preds: &[Tensor],
+    objectnesses: &[Tensor],
+    levels: &[PointLevelSpec],
+) -> Result<PointHostOutputs, PostprocessError> {
+    let n_levels = levels.len();
+    if n_levels == 0 || [cls_scores.len(), bbox_preds.len(), objectnesses.len()] != [n_levels; 3] {
+        return Err(PostprocessError::Shape(format!(
+            "{} class-score levels, {} box levels, {} objectness levels and {} prior levels; \
+             they must be equal and non-zero",
+            cls_scores.len(),
+            bbox_preds.len(),
+            objectnesses.len(),
+            n_levels
+        )));
+    }
+    let mut out = PointHostOutputs {
+        batch: 0,
+        num_classes: 0,
+        levels: Vec::with_capacity(n_levels),
+    };
+    for (l, spec) in levels.iter().enumerate() {
+        let size = |t: &Tensor, what: &str| {
+            t.size4().map_err(|e| {
+                PostprocessError::Shape(format!("level {l}: {what} must be N,C,H,W: {e}"))
+            })
+        };
+        let (n, c, h, w) = size(&cls_scores[l], "class scores")?;
+        let reg = size(&bbox_preds[l], "box predictions")?;
+        let obj = size(&objectnesses[l], "objectness")?;
+        if reg != (n, 4, h, w) || obj != (n, 1, h, w) {
+            return Err(PostprocessError::Shape(format!(
+                "level {l}: box predictions {reg:?} and objectness {obj:?} disagree with class \
+                 scores {:?} (expected ({n}, 4, {h}, {w}) and ({n}, 1, {h}, {w}))",
+                (n, c, h, w)
+            )));
+        }
+        if l == 0 {
+            (out.batch, out.num_classes) = (n as usize, c as usize);
+        } else if (n as usize, c as usize) != (out.batch, out.num_classes) {
+            return Err(PostprocessError::Shape(format!(
+                "level {l} has batch {n} and {c} classes, level 0 has {} and {}",
+                out.batch, out.num_classes
+            )));
+        }
+        out.levels.push(PointHostLevel {
+            height: h as usize,
+            width: w as usize,
+            spec: spec.clone(),
+            scores: sigmoid_to_vec(&cls_scores[l], "sigmoid of class scores")?,
+            boxes: tensor_to_vec(&bbox_preds[l], "copying box predictions to the host")?,
+            objectness: sigmoid_to_vec(&objectnesses[l], "sigmoid of objectness")?,
+        });
+    }
+    Ok(out)
+}
+
+/// `predict_by_feat(..., rescale=True)` of `YOLOXHead` (i.e. `YOLOv5Head`'s) on host outputs: one
+/// result per image.
+pub fn predict_by_feat_points(
+    outputs: &PointHostOutputs,
+    metas: &[ImageMeta],
+    cfg: &TestCfg,
+) -> Result<Vec<RawDetections>, PostprocessError> {
+    check_batch(metas, outputs.batch)?;
+    (metas.iter().enumerate())
+        .map(|(n, meta)| {
+            predict_single_with(&outputs.levels, (outputs.num_classes, 1), n, meta, cfg)
+        })
+        .collect()
+}
+
+/// `YOLOXBBoxCoder.decode` (`mmyolo/models/task_modules/coders/yolox_bbox_coder.py:22-45`) of the
+/// raw prediction `p` at the point `(px, py)`, op by op in float32: `xy = p·s + prior`,
+/// `wh = exp(p)·s`, corners `xy ∓ wh / 2`.
+#[inline]
+fn decode_yolox((px, py): (f32, f32), p: [f32; 4], stride: f32) -> [f32; 4] {
+    let (x, y) = (p[0] * stride + px, p[1] * stride + py);
+    let (w, h) = (p[2].exp() * stride, p[3].exp() * stride);
+    [x - w / 2.0, y - h / 2.0, x + w / 2.0, y + h / 2.0]
+}
+
+impl ObjectnessLevel for PointHostLevel {
+    fn plane(&self) -> usize {
+        self.height * self.width
+    }
+    fn scores(&self) -> &[f32] {
+        &self.scores
+    }
+    fn objectness(&self) -> &[f32] {
+        &self.objectness
+    }
+    fn stride(&self) -> (f64, f64) {
+        self.spec.stride
+    }
+    /// One point per location (`a` = 1, `k` = 0).
+    fn decode_box(&self, n: usize, _a: usize, hw: usize, _k: usize) -> [f32; 4] {
+        let plane = self.plane();
+        let base = n * 4 * plane + hw;
+        let p =
+            [0, 1, 2, 3].map(|j| (self.boxes.get(base + j * plane).copied()).unwrap_or(f32::NAN));
+        // `MlvlPointGenerator.single_level_grid_priors`: `(arange(W) + offset) * stride_w` in
+        // float32.
+        let offset = self.spec.offset as f32;
+        let px = ((hw % self.width) as f32 + offset) * self.spec.stride.0 as f32;
+        let py = ((hw / self.width) as f32 + offset) * self.spec.stride.1 as f32;
+        decode_yolox((px, py), p, self.spec.decode_stride as f32)
+    }
 }
 
 #[cfg(test)]
@@ -400,5 +612,74 @@ mod tests {
         let dets = predict_single(&out, 0, &meta, &cfg).expect("single-label");
         assert_eq!(dets.labels, vec![0, 1]);
         assert_eq!(dets.scores, vec![0.9f32 * 0.5, 0.8f32 * 0.1]);
+    }
+
+    /// `YOLOXBBoxCoder.decode` at an offset-0 point prior: zero logits are a stride-sized box
+    /// centred on the point; `xy` moves by `p·stride`, `wh` scales by `exp(p)`.
+    #[test]
+    fn yolox_decode_follows_yolox_bbox_coder() {
+        assert_eq!(
+            decode_yolox((16.0, 8.0), [0.0; 4], 8.0),
+            [12.0, 4.0, 20.0, 12.0]
+        );
+        let b = decode_yolox((16.0, 8.0), [0.5, -0.25, 0.0, 0.0], 8.0);
+        assert_eq!(b, [16.0, 2.0, 24.0, 10.0]);
+        let b = decode_yolox((16.0, 8.0), [0.0, 0.0, std::f32::consts::LN_2, 0.0], 8.0);
+        assert!(((b[2] - b[0]) - 16.0).abs() < 1e-5, "{b:?}");
+    }
+
+    /// One YOLOX level of 1×2 points, two classes: `yolox_style` skips the objectness prefilter
+    /// (here without effect: `score > thr` implies `obj > thr`) and keeps everything NMS keeps
+    /// (`max_per_img = len(results)`), where the plain path caps at `max_per_img`.
+    #[test]
+    fn yolox_style_keeps_every_box_nms_keeps() {
+        let level = PointHostLevel {
+            height: 1,
+            width: 2,
+            spec: PointLevelSpec {
+                stride: (8.0, 8.0),
+                offset: 0.0,
+                decode_stride: 8.0,
+            },
+            // (N=1, C=2, H=1, W=2): class 0 then class 1.
+            scores: vec![0.9, 0.6, 0.8, 0.7],
+            boxes: vec![0.0; 8],
+            objectness: vec![0.5, 0.5],
+        };
+        let out = PointHostOutputs {
+            batch: 1,
+            num_classes: 2,
+            levels: vec![level],
+        };
+        let meta = ImageMeta {
+            ori_shape: [16, 32],
+            img_shape: [16, 32],
+            scale_factor: [1.0, 1.0],
+            pad_param: None,
+        };
+        let mut cfg = TestCfg {
+            multi_label: Some(true),
+            score_thr: Some(0.01),
+            max_per_img: Some(1),
+            ..TestCfg::default()
+        };
+        let one = |cfg: &TestCfg| {
+            predict_by_feat_points(&out, std::slice::from_ref(&meta), cfg)
+                .expect("predict")
+                .remove(0)
+        };
+        assert_eq!(one(&cfg).labels, vec![0]);
+        cfg.yolox_style = true;
+        let dets = one(&cfg);
+        // Scores 0.45, 0.4, 0.35, 0.3 (no NMS configured): all four, sorted.
+        assert_eq!(dets.labels, vec![0, 1, 1, 0]);
+        assert_eq!(
+            dets.scores,
+            vec![0.9f32 * 0.5, 0.8 * 0.5, 0.7 * 0.5, 0.6 * 0.5]
+        );
+        // Point (0, 0) with zero logits: [-4, -4, 4, 4], clamped to the image after NMS.
+        assert_eq!(dets.bboxes[..2], [[0.0, 0.0, 4.0, 4.0]; 2]);
+        // Point (8, 0): [4, -4, 12, 4].
+        assert_eq!(dets.bboxes[2], [4.0, 0.0, 12.0, 4.0]);
     }
 }

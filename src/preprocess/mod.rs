@@ -11,9 +11,9 @@
 
 pub mod data_preprocessor;
 mod decode;
-mod tiff_palette;
 mod pipeline;
 mod resize;
+mod tiff_palette;
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! keys, dtypes, shapes, meta — never tensor bytes) and returns a [`Plan`] (pure data). The host
 //! resolves plans into a [`ResolvedMapping`] and applies the few tensor ops lazily, when writing or
 //! loading. So plans can come from three sources with the same power: linked crates
-//! ([`register_adapter!`] + `inventory`), dynamic libraries (`crate::plugin`, C ABI + JSON) and
+//! ([`register_adapter!`](crate::register_adapter!) + `inventory`), dynamic libraries (`crate::plugin`, C ABI + JSON) and
 //! declarative TOML files ([`declarative`]).
 //!
 //! What this module must never do: read tensor bytes to decide anything, or depend on libtorch.
@@ -342,7 +342,7 @@ pub trait CheckpointAdapter: Send + Sync {
     fn plan(&self, view: &CheckpointView, options: &AdapterOptions) -> Result<Plan, AdapterError>;
 }
 
-/// A statically linked adapter: const data submitted with [`register_adapter!`].
+/// A statically linked adapter: const data submitted with [`register_adapter!`](crate::register_adapter!).
 pub struct AdapterRegistration {
     pub name: &'static str,
     pub scope: &'static str,

@@ -96,8 +96,9 @@ pub enum ConfigError {
     /// mmengine raises `ModuleNotFoundError('<pkg> is not installed, please install <pkg> manually')`.
     #[error(
         "{file}: package '{package}' is not available ({package} is not installed): no config root for \
-         '{scope}::' (needed for '{reference}'). Point at its configs with `--config-root {scope}=DIR` or \
-         MMCOMPAT_CONFIG_ROOTS='{scope}=DIR', or install {package} in the python3 on PATH"
+         '{scope}::' (needed for '{reference}'). Tried: {tried}. To fix: {fix}",
+        tried = .tried.join("; "),
+        fix = super::roots::ConfigRoots::how_to_fix(.scope)
     )]
     PackageNotAvailable {
         file: PathBuf,
@@ -106,6 +107,8 @@ pub enum ConfigError {
         /// The pip name mmengine reports (`mmsegmentation`).
         package: String,
         reference: String,
+        /// Every place looked at (`ConfigRoots::tried`).
+        tried: Vec<String>,
     },
 
     /// `json.dumps(cfg.to_dict())` would fail the same way in Python.
@@ -147,6 +150,26 @@ pub enum ConfigError {
 
     #[error("cfg_path dict: {0}")]
     CfgPath(String),
+
+    /// A bound of [`Limits`](crate::config::Limits) was hit: the config would need more memory
+    /// or time than a config ever needs (docs/limits.md lists the limits and their defaults).
+    #[error(
+        "{at}: {what} exceeds the config limit {limit}={max} (raise it with `--config-limit {limit}=N`; \
+         see docs/limits.md){}",
+        if snippet.is_empty() { String::new() } else { format!("\n{snippet}") }
+    )]
+    LimitExceeded {
+        /// `file:line:col` where the evaluation stopped, or the file for limits on whole files.
+        at: String,
+        /// The limit's name (`steps`, `seq_len`, ...), as `--config-limit` takes it.
+        limit: &'static str,
+        max: u64,
+        what: String,
+        snippet: String,
+    },
+
+    #[error("invalid config limit '{spec}': {why} (expected NAME=N, e.g. --config-limit steps=20000000)")]
+    BadLimit { spec: String, why: String },
 
     /// A bug in the loader (it never panics on purpose); reported instead of unwinding.
     #[error("{path}: internal error in the config loader (please report it)")]

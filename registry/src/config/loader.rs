@@ -66,17 +66,51 @@ impl<'r> Loader<'r> {
         if !matches!(ext.as_str(), "py" | "toml" | "json") {
             return Err(ConfigError::UnsupportedExtension { file: abs, ext });
         }
-        let raw = std::fs::read_to_string(&abs).map_err(|source| ConfigError::Io {
+        let limits = eval::limits::current();
+        let io = |source| ConfigError::Io {
             path: abs.clone(),
             source,
-        })?;
+        };
+        let size = std::fs::metadata(&abs).map_err(io)?.len();
+        if size > limits.file_bytes {
+            return Err(file_limit(
+                &abs,
+                "file_bytes",
+                limits.file_bytes,
+                format!("a file of {size} bytes"),
+            ));
+        }
+        let raw = std::fs::read_to_string(&abs).map_err(io)?;
+        self.file2dict_at(&abs, &ext, raw)
+    }
+
+    /// [`Loader::file2dict`] for a text already read (`abs` names it and gives the base folder).
+    pub(crate) fn file2dict_at(&mut self, abs: &Path, ext: &str, raw: String) -> R<DictRef> {
+        let abs = abs.to_path_buf();
+        let limits = eval::limits::current();
+        if raw.len() as u64 > limits.file_bytes {
+            let what = format!("a file of {} bytes", raw.len());
+            return Err(file_limit(&abs, "file_bytes", limits.file_bytes, what));
+        }
+        if self.stack.len() as u64 >= limits.base_depth {
+            let what = format!("a `_base_` chain of {} files", self.stack.len() + 1);
+            return Err(file_limit(&abs, "base_depth", limits.base_depth, what));
+        }
+        if !eval::limits::count_file() {
+            return Err(file_limit(
+                &abs,
+                "base_files",
+                limits.base_files,
+                "one more file".into(),
+            ));
+        }
         self.stack.push(abs.clone());
-        let r = self.file2dict_text(&abs, &ext, raw);
+        let r = self.file2dict_text(&abs, ext, raw);
         self.stack.pop();
         r
     }
 
-    fn file2dict_text(&mut self, abs: &Path, ext: &str, raw: String) -> R<DictRef> {
+    pub(crate) fn file2dict_text(&mut self, abs: &Path, ext: &str, raw: String) -> R<DictRef> {
         let text = substitute_predefined_vars(&raw, abs);
         let text = substitute_env_vars(&text, abs)?;
         let (text, base_vars) = pre_substitute_base_vars(&text);
@@ -110,6 +144,12 @@ impl<'r> Loader<'r> {
                 (Parsed::Data(value_to_obj(&v)), entries)
             }
         };
+
+        let fanout = eval::limits::current().base_fanout;
+        if base_entries.len() as u64 > fanout {
+            let what = format!("{} `_base_` entries", base_entries.len());
+            return Err(file_limit(abs, "base_fanout", fanout, what));
+        }
 
         // Bases, merged into one ConfigDict; sibling bases may not share top-level keys.
         let base_cfg = match new_dict(IndexMap::new(), true) {
@@ -210,6 +250,7 @@ impl<'r> Loader<'r> {
             if dirs.is_empty() {
                 return Err(ConfigError::PackageNotAvailable {
                     file: current.to_path_buf(),
+                    tried: self.roots.tried(&scope),
                     scope,
                     package,
                     reference: entry.to_string(),
@@ -243,6 +284,30 @@ impl<'r> Loader<'r> {
             }
         }
     }
+}
+
+/// A limit on whole files (size, `_base_` fan-out/depth/count): located at the file.
+fn file_limit(file: &Path, limit: &'static str, max: u64, what: String) -> ConfigError {
+    eval::limits::record(limit, max, what.clone());
+    ConfigError::LimitExceeded {
+        at: file.display().to_string(),
+        limit,
+        max,
+        what,
+        snippet: String::new(),
+    }
+}
+
+/// The error for a limit hit outside any expression (while merging or converting the result).
+pub(crate) fn pending_limit(file: &Path) -> Option<ConfigError> {
+    let hit = eval::limits::hit()?;
+    Some(ConfigError::LimitExceeded {
+        at: file.display().to_string(),
+        limit: hit.limit,
+        max: hit.max,
+        what: format!("{} (while building the config)", hit.what),
+        snippet: String::new(),
+    })
 }
 
 fn unreachable_dict() -> DictRef {
@@ -388,11 +453,18 @@ pub(crate) fn obj_to_value(o: &Obj, file: &Path, key: &str) -> R<Value> {
             type_name: "circular or too deeply nested container",
         });
     };
+    // The result tree is built item by item, each with its key path for messages: charged at
+    // four steps an item (measured: converting is that much slower than a visit), so that an
+    // expansion of shared references stops as early as the copies of the evaluator do.
+    if !eval::limits::charge(eval::container_len(o).saturating_mul(4)) {
+        return Ok(Value::None);
+    }
     Ok(match o {
         Obj::None => Value::None,
         Obj::Bool(b) => Value::Bool(*b),
         Obj::Int(i) => Value::Int(*i),
         Obj::Float(f) => Value::Float(*f),
+        Obj::Str(s) if !eval::limits::charge(s.len()) => Value::None,
         Obj::Str(s) => Value::Str(s.clone()),
         Obj::List(l) => Value::List(
             l.borrow()
@@ -481,7 +553,7 @@ pub(crate) fn dict_to_config_dict(o: &Obj, scope: Option<&str>, has_scope: bool)
                 .map(|x| dict_to_config_dict(x, scope, has_scope))
                 .collect(),
         )),
-        other => other.clone(),
+        other => eval::leaf_clone(other),
     }
 }
 
@@ -645,6 +717,11 @@ fn substitute_base_vars(
             type_name: "circular or too deeply nested container",
         });
     };
+    // A full copy of the file's result: charged per item like the evaluator's copies (twice:
+    // each item is visited here and copied by `deep_copy`).
+    if !eval::limits::charge(eval::container_len(o).saturating_mul(2)) {
+        return Ok(Obj::None);
+    }
     Ok(match o {
         Obj::Str(s) if vars.contains_key(s) => {
             let path = &vars[s];

@@ -2,11 +2,11 @@
 //! executing anything.
 //!
 //! A `.py` config is parsed with a real Python parser and the small subset of Python that configs
-//! use is *evaluated* by [`eval`] (literals, containers, `dict()`, names, attribute and subscript
+//! use is *evaluated* by `eval` (literals, containers, `dict()`, names, attribute and subscript
 //! access, operators, f-strings / `%` / `.format`, comprehensions, conditionals, `hasattr`,
 //! `getattr`, `len`, `range`, `enumerate`, `round`, `int`, ...). Imports of arbitrary modules,
 //! calls of unknown functions, `exec`, lambdas, classes: a [`ConfigError::Unsupported`] naming
-//! file:line:col — never executed. [`loader`] reproduces `_file2dict` (bases, `pkg::` paths,
+//! file:line:col — never executed. `loader` reproduces `_file2dict` (bases, `pkg::` paths,
 //! `_scope_` injection, merge, `_delete_`, placeholders). `.toml` is first class
 //! ([`toml_codec`] documents the lossless encoding of `None` and tuples), `.json` is read too.
 //!
@@ -20,9 +20,11 @@
 //! Package config roots (`pkg::dir/file.py`): see [`roots`] (`--config-root PKG=DIR`,
 //! `MMCOMPAT_CONFIG_ROOTS`, discovery through `python3`).
 
+pub mod embedded;
 pub mod error;
 pub(crate) mod eval;
 pub(crate) mod loader;
+pub mod options;
 pub mod roots;
 pub mod toml_codec;
 pub mod value;
@@ -32,6 +34,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 
 pub use error::{ConfigError, Location};
+pub use eval::limits::{default_limits, set_default_limits, Limits};
 pub use roots::{ConfigRoots, CONFIG_ROOTS_ENV};
 pub use value::Value;
 
@@ -54,21 +57,70 @@ pub struct Config {
 impl Config {
     /// `mmengine.Config.fromfile(path)` (with `import_custom_modules=False`: `custom_imports` and
     /// `default_scope` stay plain values). `.py`, `.toml` and `.json` files.
+    /// Bounded by [`default_limits`] (see [`Limits`]).
     pub fn from_file(path: impl AsRef<Path>, roots: &ConfigRoots) -> Result<Config, ConfigError> {
-        let path = path.as_ref();
+        Config::from_file_with_limits(path, roots, &default_limits())
+    }
+
+    /// [`Config::from_file`] with explicit [`Limits`].
+    pub fn from_file_with_limits(
+        path: impl AsRef<Path>,
+        roots: &ConfigRoots,
+        limits: &Limits,
+    ) -> Result<Config, ConfigError> {
+        Config::load(path.as_ref(), None, roots, limits)
+    }
+
+    /// A config from its text, as if read from `path` (whose extension selects the syntax and
+    /// whose folder relative `_base_` files are found in). For fuzzing and for configs that do
+    /// not live in a file.
+    pub fn from_text(
+        path: impl AsRef<Path>,
+        text: &str,
+        roots: &ConfigRoots,
+        limits: &Limits,
+    ) -> Result<Config, ConfigError> {
+        Config::load(path.as_ref(), Some(text), roots, limits)
+    }
+
+    fn load(
+        path: &Path,
+        text: Option<&str>,
+        roots: &ConfigRoots,
+        limits: &Limits,
+    ) -> Result<Config, ConfigError> {
         // The evaluator recurses over expressions and containers; a dedicated thread with a large
-        // (lazily committed) stack keeps its depth limit (`eval::MAX_DEPTH`) far from the 2 MiB
+        // (lazily committed) stack keeps its depth limit (`Limits::depth`) far from the 2 MiB
         // default of non-main threads, whatever thread the caller is on.
         std::thread::scope(|s| {
             std::thread::Builder::new()
                 .name("mmcompat-config".into())
                 .stack_size(LOADER_STACK_BYTES)
                 .spawn_scoped(s, || {
-                    let mut loader = loader::Loader::new(roots);
-                    let dict = loader.file2dict(path)?;
+                    let _budget = eval::limits::install(*limits);
                     let abs = loader::abspath(path);
-                    let tree = loader::finish(&dict, &abs)?;
-                    Ok(Config { path: abs, tree })
+                    let r = (|| {
+                        let mut loader = loader::Loader::new(roots);
+                        let dict = match text {
+                            None => loader.file2dict(path)?,
+                            Some(text) => {
+                                let ext = abs.extension().and_then(|e| e.to_str()).unwrap_or("");
+                                loader.file2dict_at(&abs, ext, text.to_string())?
+                            }
+                        };
+                        let tree = loader::finish(&dict, &abs)?;
+                        Ok(Config {
+                            path: abs.clone(),
+                            tree,
+                        })
+                    })();
+                    tracing::debug!(file = %abs.display(), steps = eval::limits::steps_used(), "config evaluated");
+                    // A helper that ran out of budget stops quietly; the load still fails.
+                    match (r, loader::pending_limit(&abs)) {
+                        (Err(e @ ConfigError::LimitExceeded { .. }), _) => Err(e),
+                        (_, Some(limit)) => Err(limit),
+                        (r, None) => r,
+                    }
                 })
                 .map_err(|source| ConfigError::Io {
                     path: path.to_path_buf(),
@@ -190,6 +242,7 @@ pub fn load_cfg_path(dict: &Value, roots: &ConfigRoots) -> Result<CfgPathModel, 
         return Err(ConfigError::PackageNotAvailable {
             file: PathBuf::from("<cfg_path>"),
             package: roots::package_name(&scope).unwrap_or(&scope).to_string(),
+            tried: roots.tried(&scope),
             scope,
             reference: cfg_path.clone(),
         });

@@ -4,7 +4,7 @@
 //! its dynamic plugins as unsound for that reason, rust-notes.md §4), and `inventory` cannot carry
 //! registrations out of a dlopen'ed library.
 //!
-//! Symbols a plugin exports (generate them with [`declare_adapter_plugin!`]):
+//! Symbols a plugin exports (generate them with [`declare_adapter_plugin!`](crate::declare_adapter_plugin!)):
 //! * `mmcompat_plugin_abi_version() -> u32` — checked FIRST; must equal [`ABI_VERSION`];
 //! * `mmcompat_plugin_describe() -> *const c_char` — NUL-terminated JSON
 //!   `{"name","scope","version","description"}`, owned by the plugin, valid forever;
@@ -290,7 +290,7 @@ impl CheckpointAdapter for DynamicAdapter {
     }
 }
 
-/// Plugin-side helpers used by [`declare_adapter_plugin!`] (compiled into the plugin).
+/// Plugin-side helpers used by [`declare_adapter_plugin!`](crate::declare_adapter_plugin!) (compiled into the plugin).
 pub mod sdk {
     use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -9,7 +9,7 @@
 //!
 //! Unlike mmengine, the current scope is a value ([`BuildScope`]) that the builder passes down,
 //! never a process-wide `DefaultScope`. Entries are const data submitted with `inventory`
-//! ([`register_type!`]); the payload is opaque here (the backend stores its builder functions in
+//! ([`register_type!`](crate::register_type!)); the payload is opaque here (the backend stores its builder functions in
 //! it and downcasts), so this module never knows about libtorch.
 //!
 //! What this module must never do: fall back to importing Python paths (mmengine's
@@ -25,7 +25,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// One statically registered type: const data, submitted with [`register_type!`].
+/// One statically registered type: const data, submitted with [`register_type!`](crate::register_type!).
 ///
 /// `payload` is whatever the registering crate wants to find again (for the backend, a builder
 /// function); the core never looks inside it.
@@ -314,6 +314,9 @@ pub struct NotFound {
     pub other_kinds: Vec<String>,
     /// Closest registered names reachable from the current scope.
     pub suggestions: Vec<String>,
+    /// What mmcompat does run instead, filled in by the caller that knows it (the spec stage
+    /// names the supported detector families for an upstream model type it lacks); empty here.
+    pub implemented: Vec<String>,
 }
 
 fn not_found_message(nf: &NotFound) -> String {
@@ -347,6 +350,12 @@ fn not_found_message(nf: &NotFound) -> String {
             nf.upstream_in.join("/"),
             nf.kind
         ));
+        if !nf.implemented.is_empty() {
+            msg.push_str(&format!(
+                " (supported families: {})",
+                nf.implemented.join(", ")
+            ));
+        }
     }
     if !nf.other_kinds.is_empty() {
         msg.push_str(&format!(
@@ -660,6 +669,7 @@ impl Registries {
             upstream_in,
             other_kinds,
             suggestions,
+            implemented: Vec::new(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! model builds (detector, backbone, neck, heads, head modules), each with its resolved registry
 //! entry and its typed arguments.
 //!
-//! A model family declares each upstream type once, with [`register_component!`]: its registry
+//! A model family declares each upstream type once, with [`register_component!`](crate::register_component!): its registry
 //! scope and name, its [`ComponentKind`] and the typed-arguments struct (or a parse function when
 //! the component builds nested components, like a detector or mmyolo's `RTMDetHead`). Resolution
 //! follows mmengine (`build_from_cfg`): `_scope_` switches the scope for a dict's subtree,
@@ -144,7 +144,7 @@ pub type Parsed = (Box<dyn ComponentArgs>, Vec<(String, ComponentSpec)>);
 /// Parses a component's dict into its typed arguments and nested components.
 pub type ParseFn = fn(&ComponentCtx<'_>, &Value, &str) -> Result<Parsed, SpecError>;
 
-/// Registry payload of a model type the spec stage knows (submitted with [`register_component!`]).
+/// Registry payload of a model type the spec stage knows (submitted with [`register_component!`](crate::register_component!)).
 pub struct ComponentDecl {
     pub kind: ComponentKind,
     pub parse: ParseFn,
@@ -229,6 +229,46 @@ pub fn registries() -> Result<&'static Registries, SpecError> {
         })
 }
 
+/// The detector families mmcompat runs, named after their registered dense heads (`YOLOXHead` →
+/// `YOLOX`, mmdet's `RTMDetSepBNHead` → `RTMDet`) with the scopes that have them:
+/// `RTMDet (mmdet, mmyolo), YOLOv5 (mmyolo), ...`. Derived from the registrations, so a new family
+/// appears here by registering its head.
+pub fn supported_families(registries: &Registries) -> Vec<String> {
+    let mut families: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (scope, _) in registries.scopes() {
+        for reg in registries.entries("model", scope) {
+            let is_head = reg
+                .payload::<ComponentDecl>()
+                .is_some_and(|d| d.kind == ComponentKind::DenseHead);
+            if is_head {
+                let family = reg.name.trim_end_matches("Head").trim_end_matches("SepBN");
+                families
+                    .entry(family.to_string())
+                    .or_default()
+                    .push(reg.scope.to_string());
+            }
+        }
+    }
+    families
+        .into_iter()
+        .map(|(family, scopes)| format!("{family} ({})", scopes.join(", ")))
+        .collect()
+}
+
+/// An upstream model type mmcompat does not implement: the lookup error also names the families
+/// it does run (issue 13: "naming the type and the families that are supported").
+fn name_supported_families(registries: &Registries, e: RegistryError) -> RegistryError {
+    match e {
+        RegistryError::NotFound(mut nf)
+            if nf.registered_in.is_empty() && !nf.upstream_in.is_empty() =>
+        {
+            nf.implemented = supported_families(registries);
+            RegistryError::NotFound(nf)
+        }
+        other => other,
+    }
+}
+
 /// Resolves and parses the component dict `value` at `path` under `scope`; `expected` is the kind
 /// its slot needs (`None`: any).
 pub fn component_spec(
@@ -252,7 +292,7 @@ pub fn component_spec(
         .lookup("model", ty, &inner)
         .map_err(|e| SpecError::Registry {
             path: path.to_string(),
-            source: Box::new(e),
+            source: Box::new(name_supported_families(registries, e)),
         })?;
     let Some(decl) = reg.payload::<ComponentDecl>() else {
         return Err(SpecError::Unsupported {

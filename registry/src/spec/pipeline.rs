@@ -239,6 +239,7 @@ impl<'de> Deserialize<'de> for ScaleFactor {
 
 /// `pad_val`: a number, or a dict whose `img` entry is a number or a per-channel triple (mmcv
 /// `impad` accepts a number or a tuple of `channels` values); a dict without `img` pads with 0.
+/// Each value must be a whole number in 0..=255 (`114` or `114.0`).
 #[derive(Clone, Copy, Debug)]
 struct PadVal([u8; 3]);
 
@@ -252,9 +253,11 @@ impl<'de> Deserialize<'de> for PadVal {
             },
             other => other,
         };
+        // An integral float (`114.0`, YOLOX's configs) pads uint8 images with that byte, as
+        // `cv2.copyMakeBorder` saturates it.
         let byte = |x: &Value| {
-            x.as_u64()
-                .filter(|&n| n <= 255)
+            x.as_f64()
+                .filter(|&n| n.fract() == 0.0 && (0.0..=255.0).contains(&n))
                 .map(|n| n as u8)
                 .ok_or_else(|| {
                     D::Error::custom(format!("pad value {x} is not an integer in 0..=255"))

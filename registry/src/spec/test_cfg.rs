@@ -30,6 +30,11 @@ pub struct TestCfg {
     pub max_per_img: Option<i64>,
     /// Boxes must be strictly wider and taller than this (only applied when present and >= 0).
     pub min_bbox_size: Option<f64>,
+    /// mmyolo `YOLOv5Head.predict_by_feat`'s `cfg.get('yolox_style', False)` (YOLOX configs): no
+    /// `objectness > score_thr` prefilter and no `max_per_img` cap after NMS. Not printed when
+    /// false (absent and `False` are the same upstream).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub yolox_style: bool,
 }
 
 /// The `nms` entry of a head's `test_cfg` (`mmcv/ops/nms.py: batched_nms` keys), as the backend's
@@ -74,7 +79,7 @@ struct TestCfgArgs {
     max_per_img: Option<i64>,
     #[serde(default, deserialize_with = "present")]
     min_bbox_size: Option<f64>,
-    /// mmyolo `RTMDetHead`/`YOLOv5Head` switch; only `False` is the RTMDet behaviour.
+    /// mmyolo `YOLOv5Head.predict_by_feat` switch (set by the YOLOX configs).
     #[serde(default, deserialize_with = "present")]
     yolox_style: Option<bool>,
 }
@@ -117,13 +122,6 @@ impl TestCfg {
             expect_dict(nms, &join(path, "nms"), "a dict or None")?;
         }
         let args: TestCfgArgs = parse_section(value, "test_cfg", path)?;
-        if args.yolox_style == Some(true) {
-            return Err(SpecError::Unsupported {
-                path: join(path, "yolox_style"),
-                what: "yolox_style=True".into(),
-                hint: "only RTMDet heads are implemented; remove the key or set it to False".into(),
-            });
-        }
         let nms = args
             .nms
             .map(|nms| nms.into_cfg(&join(path, "nms")))
@@ -135,6 +133,7 @@ impl TestCfg {
             nms,
             max_per_img: args.max_per_img,
             min_bbox_size: args.min_bbox_size,
+            yolox_style: args.yolox_style.unwrap_or(false),
         })
     }
 
@@ -148,6 +147,7 @@ impl TestCfg {
             nms: Some(NmsCfg::default()),
             max_per_img: Some(300),
             min_bbox_size: None,
+            yolox_style: false,
         }
     }
 
@@ -160,6 +160,7 @@ impl TestCfg {
             nms: Some(NmsCfg::default()),
             max_per_img: Some(300),
             min_bbox_size: Some(0.0),
+            yolox_style: false,
         }
     }
 }
@@ -316,7 +317,7 @@ mod tests {
             other => panic!("{v}: {other:?}"),
         };
         for (v, path) in [
-            (json!({"yolox_style": true}), "model.test_cfg.yolox_style"),
+            (json!({"yolox_style": 1}), "model.test_cfg.yolox_style"),
             (
                 json!({"nms": {"iou_threshold": 0.5, "offset": 1}}),
                 "model.test_cfg.nms.offset",
@@ -337,6 +338,13 @@ mod tests {
             assert_eq!(path_of(v.clone()), path, "{v}");
         }
         assert!(TestCfg::parse(&json!({"yolox_style": false}), "model.test_cfg").is_ok());
+        // YOLOX's switch (mmyolo `YOLOv5Head.predict_by_feat`), printed only when set.
+        let yolox = TestCfg::parse(&json!({"yolox_style": true}), "model.test_cfg").unwrap();
+        assert!(yolox.yolox_style);
+        let printed = serde_json::to_value(&yolox).unwrap();
+        assert_eq!(printed["yolox_style"], json!(true));
+        let printed = serde_json::to_value(TestCfg::rtmdet_mmyolo()).unwrap();
+        assert!(printed.get("yolox_style").is_none(), "{printed}");
         assert!(TestCfg::parse(&json!([1]), "model.test_cfg").is_err());
     }
 }

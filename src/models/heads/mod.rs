@@ -7,6 +7,7 @@ pub mod sep_bn;
 pub mod yolov5_head;
 pub mod yolov6_head;
 pub mod yolov8_head;
+pub mod yolox_head;
 
 use tch::{Kind, TchError, Tensor};
 

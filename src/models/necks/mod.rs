@@ -6,6 +6,7 @@ pub mod cspnext_pafpn_mmyolo;
 pub mod yolov5_pafpn;
 pub mod yolov6_rep_pafpn;
 pub mod yolov8_pafpn;
+pub mod yolox_pafpn;
 
 use tch::Tensor;
 

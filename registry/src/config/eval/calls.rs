@@ -7,7 +7,7 @@ use rustpython_parser::ast::{self, Expr};
 
 use super::format::{py_str, py_str_repr};
 use super::object::{deep_copy, new_dict, new_list, num_or_str_cmp, shallow_copy, Key, Obj};
-use super::{Interp, R};
+use super::{limits, Interp, R};
 
 impl Interp<'_> {
     pub(super) fn call(&mut self, e: &Expr, c: &ast::ExprCall) -> R<Obj> {
@@ -152,15 +152,19 @@ impl Interp<'_> {
                 if step == 0 {
                     return Err(self.err(e, "ValueError", "range() arg 3 must not be zero"));
                 }
-                let mut out = Vec::new();
-                let mut i = start;
-                while (step > 0 && i < stop) || (step < 0 && i > stop) {
-                    out.push(Obj::Int(i));
-                    if out.len() > 10_000_000 {
-                        return Err(self.err(e, "MemoryError", "range too large for a config"));
-                    }
-                    i += step;
+                // The length first (`range` objects are lazy in Python; here they are lists).
+                let span = if step > 0 {
+                    (stop as i128 - start as i128 + step as i128 - 1) / step as i128
+                } else {
+                    (start as i128 - stop as i128 - step as i128 - 1) / -(step as i128)
+                };
+                let len = span.max(0) as u64;
+                if !limits::allow_len(len, "range") {
+                    return Err(self.limit_error(e));
                 }
+                let out = (0..len as i128)
+                    .map(|k| Obj::Int((start as i128 + k * step as i128) as i64))
+                    .collect();
                 Ok(new_list(out))
             }
             "len" => {

@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 use rustpython_parser::ast::{self, Constant, Expr, Ranged};
 
 use super::format::{format_spec, py_str, repr};
+use super::limits;
 use super::object::{key_of, new_dict, new_list, skey, Deep, Key, Obj};
 use super::{module_attr, Interp, BUILTINS, R};
 use crate::config::error::ConfigError;
@@ -67,8 +68,36 @@ impl Interp<'_> {
 
     pub(crate) fn eval(&mut self, e: &Expr) -> R<Obj> {
         let Some(_deep) = Deep::enter() else {
-            return Err(self.unsupported(e, "expression nested too deeply"));
+            if !limits::pending() {
+                let max = limits::current().depth;
+                limits::record("depth", max, "expression nesting");
+            }
+            return Err(self.limit_error(e));
         };
+        let r = self.eval_unbounded(e);
+        // Every sequence an expression creates (not merely names) is charged by its length, so
+        // that the `steps` limit bounds the memory of copies (`list(x)`, `sorted`, slices, ...)
+        // and `seq_len` bounds one value (concatenation in a loop doubles it each time).
+        // A string is copied by value even by a name lookup; a list or tuple that a name or
+        // attribute returns is a shared reference (free).
+        if let Ok(v) = &r {
+            let len = match v {
+                Obj::Str(s) => s.len(),
+                Obj::List(l) => l.borrow().len(),
+                Obj::Tuple(t) => t.len(),
+                _ => 0,
+            };
+            let shared = matches!(v, Obj::List(_) | Obj::Tuple(_))
+                && matches!(e, Expr::Name(_) | Expr::Attribute(_) | Expr::Constant(_));
+            if len > 0 && !shared && limits::allow_len(len as u64, &format!("a {}", v.type_name()))
+            {
+                limits::charge(limits::weight(v));
+            }
+        }
+        self.bounded(e, r)
+    }
+
+    fn eval_unbounded(&mut self, e: &Expr) -> R<Obj> {
         match e {
             Expr::Constant(c) => self.constant(e, &c.value),
             Expr::Name(n) => self.lookup(e, n.id.as_str()),
@@ -284,6 +313,15 @@ impl Interp<'_> {
     }
 
     pub(crate) fn iterate(&self, node: &impl Ranged, v: &Obj) -> R<Vec<Obj>> {
+        // The items are copied out: charged like any sequence created.
+        let r = self.iterate_unbounded(node, v)?;
+        if !limits::charge(limits::weight(v).max(r.len())) {
+            return Err(self.limit_error(node));
+        }
+        Ok(r)
+    }
+
+    fn iterate_unbounded(&self, node: &impl Ranged, v: &Obj) -> R<Vec<Obj>> {
         match v {
             Obj::List(l) => Ok(l.borrow().clone()),
             Obj::Tuple(t) => Ok(t.as_ref().clone()),

@@ -10,6 +10,7 @@ pub(crate) fn repr(o: &Obj) -> String {
         return "...".into();
     };
     match o {
+        Obj::Str(s) if !super::limits::charge(s.len()) => "...".into(),
         Obj::Str(s) => py_str_repr(s),
         Obj::List(l) => format!(
             "[{}]",
@@ -147,20 +148,27 @@ pub(crate) fn format_spec(v: &Obj, spec: &str) -> Result<String, String> {
         align = align.or(Some('='));
         i += 1;
     }
-    let mut width = 0usize;
-    while i < re_chars.len() && re_chars[i].is_ascii_digit() {
-        width = width * 10 + re_chars[i].to_digit(10).unwrap_or(0) as usize;
-        i += 1;
-    }
+    // Width and precision allocate that many characters: checked against `seq_len` first
+    // (`'{:>99999999999}'.format(1)`), saturating so that no digit string overflows.
+    let digits = |i: &mut usize| {
+        let mut n = 0usize;
+        while *i < re_chars.len() && re_chars[*i].is_ascii_digit() {
+            n = n
+                .saturating_mul(10)
+                .saturating_add(re_chars[*i].to_digit(10).unwrap_or(0) as usize);
+            *i += 1;
+        }
+        n
+    };
+    let width = digits(&mut i);
     let mut prec = None;
     if i < re_chars.len() && re_chars[i] == '.' {
         i += 1;
-        let mut p = 0usize;
-        while i < re_chars.len() && re_chars[i].is_ascii_digit() {
-            p = p * 10 + re_chars[i].to_digit(10).unwrap_or(0) as usize;
-            i += 1;
-        }
-        prec = Some(p);
+        prec = Some(digits(&mut i));
+    }
+    let widest = width.max(prec.unwrap_or(0)) as u64;
+    if !super::limits::allow_len(widest, "a format width or precision") {
+        return Err(format!("format spec '{spec}' is too wide for a config"));
     }
     let ty: String = re_chars[i..].iter().collect();
     let (neg, body) = match (ty.as_str(), v) {

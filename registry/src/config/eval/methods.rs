@@ -7,7 +7,7 @@ use rustpython_parser::ast::Expr;
 
 use super::format::{python_format, repr};
 use super::object::{config_update, new_dict, new_list, py_eq, DictRef, Key, Obj};
-use super::{Interp, R};
+use super::{limits, Interp, R};
 
 impl Interp<'_> {
     pub(super) fn call_method(
@@ -20,18 +20,45 @@ impl Interp<'_> {
     ) -> R<Obj> {
         match recv {
             Obj::Dict(d) => self.dict_method(e, &d, name, args, kwargs),
+            // Methods whose argument may be the list itself (`a.extend(a)`, `a.count(a)`): the
+            // argument is read before the list is borrowed for writing (a fuzzing finding: the
+            // nested borrow panicked; Python gives `[1, 1]` and `0`).
+            Obj::List(l) if matches!(name, "extend" | "remove" | "index" | "count") => {
+                self.arity(e, name, &args, &kwargs, 1, 1)?;
+                if name == "extend" {
+                    let items = self.iterate(e, &args[0])?;
+                    let len = (l.borrow().len() + items.len()) as u64;
+                    if !limits::allow_len(len, "a list") {
+                        return Err(self.limit_error(e));
+                    }
+                    l.borrow_mut().extend(items);
+                    return Ok(Obj::None);
+                }
+                let items = self.iterate(e, &Obj::List(l.clone()))?;
+                if name == "count" {
+                    let n = items.iter().filter(|x| py_eq(x, &args[0])).count();
+                    return Ok(Obj::Int(n as i64));
+                }
+                let Some(p) = items.iter().position(|x| py_eq(x, &args[0])) else {
+                    return Err(self.err(
+                        e,
+                        "ValueError",
+                        format!("{} is not in list", repr(&args[0])),
+                    ));
+                };
+                if name == "remove" {
+                    l.borrow_mut().remove(p);
+                    Ok(Obj::None)
+                } else {
+                    Ok(Obj::Int(p as i64))
+                }
+            }
             Obj::List(l) => {
                 let mut list = l.borrow_mut();
                 match name {
                     "append" => {
                         self.arity(e, name, &args, &kwargs, 1, 1)?;
                         list.push(args[0].clone());
-                        Ok(Obj::None)
-                    }
-                    "extend" => {
-                        self.arity(e, name, &args, &kwargs, 1, 1)?;
-                        let items = self.iterate(e, &args[0])?;
-                        list.extend(items);
                         Ok(Obj::None)
                     }
                     "insert" => {
@@ -58,30 +85,6 @@ impl Interp<'_> {
                             None => list.len() - 1,
                         };
                         Ok(list.remove(i))
-                    }
-                    "remove" | "index" | "count" => {
-                        self.arity(e, name, &args, &kwargs, 1, 1)?;
-                        let pos = list.iter().position(|x| py_eq(x, &args[0]));
-                        match name {
-                            "count" => Ok(Obj::Int(
-                                list.iter().filter(|x| py_eq(x, &args[0])).count() as i64,
-                            )),
-                            _ => {
-                                let Some(p) = pos else {
-                                    return Err(self.err(
-                                        e,
-                                        "ValueError",
-                                        format!("{} is not in list", repr(&args[0])),
-                                    ));
-                                };
-                                if name == "remove" {
-                                    list.remove(p);
-                                    Ok(Obj::None)
-                                } else {
-                                    Ok(Obj::Int(p as i64))
-                                }
-                            }
-                        }
                     }
                     "copy" => Ok(new_list(list.clone())),
                     "reverse" => {
@@ -264,6 +267,11 @@ impl Interp<'_> {
                         }
                     }
                 }
+                let len = out.iter().map(|x| x.len() as u64).sum::<u64>()
+                    + (s.len() as u64).saturating_mul(out.len().saturating_sub(1) as u64);
+                if !limits::allow_len(len, "str.join result") {
+                    return Err(self.limit_error(e));
+                }
                 Ok(Obj::Str(out.join(s)))
             }
             "split" | "rsplit" => {
@@ -288,6 +296,18 @@ impl Interp<'_> {
                 let (Some(a), Some(b)) = (str_arg(self, 0)?, str_arg(self, 1)?) else {
                     return Err(self.err(e, "TypeError", "replace expected 2 arguments"));
                 };
+                // The result's length first: `s.replace('a', 'a' * 10**6)` multiplies.
+                let n = if a.is_empty() {
+                    s.chars().count() + 1
+                } else {
+                    s.matches(a.as_str()).count()
+                } as u64;
+                let len = (s.len() as u64)
+                    .saturating_add(n.saturating_mul(b.len() as u64))
+                    .saturating_sub(n.saturating_mul(a.len() as u64));
+                if !limits::allow_len(len, "str.replace result") {
+                    return Err(self.limit_error(e));
+                }
                 Ok(Obj::Str(s.replace(&a, &b)))
             }
             "upper" => Ok(Obj::Str(s.to_uppercase())),

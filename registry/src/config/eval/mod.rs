@@ -18,6 +18,7 @@
 mod calls;
 mod expr;
 mod format;
+pub mod limits;
 mod methods;
 mod object;
 mod ops;
@@ -34,7 +35,8 @@ use super::error::{ConfigError, Location};
 // What the loader uses, at the paths it used before the split.
 pub(crate) use format::repr;
 pub(crate) use object::{
-    config_dict_from, deep_copy, new_dict, new_list, skey, Deep, DictRef, Key, Obj, PyDict,
+    config_dict_from, container_len, deep_copy, leaf_clone, new_dict, new_list, skey, Deep,
+    DictRef, Key, Obj, PyDict,
 };
 
 type R<T> = Result<T, ConfigError>;
@@ -108,6 +110,33 @@ impl<'a> Interp<'a> {
             kind,
             message: message.into(),
             snippet,
+        }
+    }
+
+    /// The error for the limit hit recorded on this thread (see [`limits`]), located at `node`.
+    fn limit_error(&self, node: &impl Ranged) -> ConfigError {
+        let (at, snippet) = self.location(node.start().to_usize());
+        let hit = limits::hit().unwrap_or(limits::Hit {
+            limit: "depth",
+            max: limits::current().depth,
+            what: "nesting".into(),
+        });
+        ConfigError::LimitExceeded {
+            at: at.to_string(),
+            limit: hit.limit,
+            max: hit.max,
+            what: hit.what,
+            snippet,
+        }
+    }
+
+    /// `r`, unless a limit was hit while computing it: then the limit error at `node` (an inner
+    /// node's limit error, which is more precise, is kept).
+    fn bounded<T>(&self, node: &impl Ranged, r: R<T>) -> R<T> {
+        match r {
+            Err(e @ ConfigError::LimitExceeded { .. }) => Err(e),
+            _ if limits::pending() => Err(self.limit_error(node)),
+            r => r,
         }
     }
 

@@ -130,33 +130,50 @@ pub(crate) fn skey(s: &str) -> Key {
     Key::Str(s.to_string())
 }
 
-/// Containers nested deeper than this (only possible through a self-referencing list or dict,
-/// which Python refuses too: `RecursionError` / "Circular reference detected") stop the
-/// recursive helpers instead of overflowing the stack.
-pub(crate) const MAX_DEPTH: usize = 500;
-
-thread_local!(static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
-
-/// RAII depth counter shared by the recursive helpers.
+/// RAII depth counter shared by the recursive helpers. Entering also charges one evaluation
+/// step, so every copy, comparison, `repr` and conversion is bounded by the `steps` limit, and
+/// refuses beyond the `depth` limit (only reachable through a deeply nested expression or a
+/// self-referencing list or dict, which Python refuses too: `RecursionError` / "Circular
+/// reference detected"), instead of overflowing the stack.
 pub(crate) struct Deep;
 
 impl Deep {
     pub(crate) fn enter() -> Option<Deep> {
-        DEPTH.with(|d| {
-            if d.get() >= MAX_DEPTH {
-                None
-            } else {
-                d.set(d.get() + 1);
-                Some(Deep)
-            }
-        })
+        // Not `then_some(Deep)`: that builds (and drops, leaving a level) a Deep on failure too.
+        if super::limits::enter() {
+            Some(Deep)
+        } else {
+            None
+        }
     }
 }
 
 impl Drop for Deep {
     fn drop(&mut self) {
-        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        super::limits::leave();
     }
+}
+
+/// Items of a list, tuple or dict (0 for anything else).
+pub(crate) fn container_len(o: &Obj) -> usize {
+    match o {
+        Obj::List(l) => l.borrow().len(),
+        Obj::Tuple(t) => t.len(),
+        Obj::Dict(d) => d.borrow().map.len(),
+        _ => 0,
+    }
+}
+
+/// A scalar's copy. Strings are copied by value, so their bytes are charged to the `steps`
+/// budget: a copy of a list holding one long string a thousand times costs what it allocates.
+/// Once the budget is spent, `None` stands in (the load fails with the limit error anyway).
+pub(crate) fn leaf_clone(o: &Obj) -> Obj {
+    if let Obj::Str(s) = o {
+        if !super::limits::charge(s.len()) {
+            return Obj::None;
+        }
+    }
+    o.clone()
 }
 
 /// `ConfigDict._hook`: plain dicts become (copied) ConfigDicts, lists and tuples are rebuilt;
@@ -169,7 +186,7 @@ pub(crate) fn hook(o: &Obj) -> Obj {
         Obj::Dict(d) if !d.borrow().config => config_dict_from(&d.borrow()),
         Obj::List(l) => new_list(l.borrow().iter().map(hook).collect()),
         Obj::Tuple(t) => Obj::Tuple(Rc::new(t.iter().map(hook).collect())),
-        other => other.clone(),
+        other => leaf_clone(other),
     }
 }
 
@@ -187,6 +204,10 @@ pub(crate) fn deep_copy(o: &Obj) -> Obj {
     let Some(_deep) = Deep::enter() else {
         return o.clone();
     };
+    // A copied container costs its allocation as well as its items' visits.
+    if !super::limits::charge(container_len(o)) {
+        return Obj::None;
+    }
     match o {
         Obj::Dict(d) => {
             let d = d.borrow();
@@ -200,7 +221,7 @@ pub(crate) fn deep_copy(o: &Obj) -> Obj {
         }
         Obj::List(l) => new_list(l.borrow().iter().map(deep_copy).collect()),
         Obj::Tuple(t) => Obj::Tuple(Rc::new(t.iter().map(deep_copy).collect())),
-        other => other.clone(),
+        other => leaf_clone(other),
     }
 }
 

@@ -6,7 +6,7 @@ use rustpython_parser::ast::{self, Expr, Ranged};
 
 use super::format::percent_format;
 use super::object::{key_of, new_dict, new_list, num_or_str_cmp, py_eq, Obj};
-use super::{Interp, R};
+use super::{limits, Interp, R};
 
 impl Interp<'_> {
     pub(crate) fn binop(&self, node: &impl Ranged, op: &ast::Operator, l: Obj, r: Obj) -> R<Obj> {
@@ -139,12 +139,20 @@ impl Interp<'_> {
                     (&l, 0)
                 };
                 let n = n.max(0) as usize;
-                if n > 1_000_000 {
-                    return Err(self.err(
-                        node,
-                        "MemoryError",
-                        "sequence repetition too large for a config",
-                    ));
+                let unit = match seq {
+                    Obj::Str(s) => s.len(),
+                    Obj::List(v) => v.borrow().len(),
+                    Obj::Tuple(v) => v.len(),
+                    _ => 0,
+                };
+                // Checked before allocating: `'x' * 10**12` must not try, and `[s] * 10**6`
+                // copies the bytes of `s` a million times.
+                let total = (unit as u64).saturating_mul(n as u64);
+                let bytes = (limits::weight(seq) as u64).saturating_mul(n as u64);
+                if !limits::allow_len(total, &format!("{} repetition", seq.type_name()))
+                    || !limits::charge(bytes.min(usize::MAX as u64) as usize)
+                {
+                    return Err(self.limit_error(node));
                 }
                 Ok(match seq {
                     Obj::Str(s) => Obj::Str(s.repeat(n)),

@@ -15,6 +15,14 @@ impl Interp<'_> {
     }
 
     fn exec(&mut self, s: &Stmt) -> R<()> {
+        if !super::limits::charge(1) {
+            return Err(self.limit_error(s));
+        }
+        let r = self.exec_unbounded(s);
+        self.bounded(s, r)
+    }
+
+    fn exec_unbounded(&mut self, s: &Stmt) -> R<()> {
         match s {
             Stmt::Assign(a) => {
                 // mmengine's RemoveAssignFromAST drops every `_base_ = ...` before execution.
@@ -40,6 +48,10 @@ impl Interp<'_> {
                 // `lst += x` extends in place (aliases see it); everything else rebinds.
                 if let (Obj::List(l), ast::Operator::Add) = (&cur, &a.op) {
                     let items = self.iterate(a.value.as_ref(), &rhs)?;
+                    let len = (l.borrow().len() + items.len()) as u64;
+                    if !super::limits::allow_len(len, "a list") {
+                        return Err(self.limit_error(s));
+                    }
                     l.borrow_mut().extend(items);
                     return Ok(());
                 }

@@ -21,6 +21,9 @@ pub mod yolov6_rep_pafpn;
 pub mod yolov8_csp_darknet;
 pub mod yolov8_head;
 pub mod yolov8_pafpn;
+pub mod yolox_csp_darknet;
+pub mod yolox_head;
+pub mod yolox_pafpn;
 
 use serde_json::Value;
 

@@ -105,7 +105,8 @@ fn arguments_are_read_as_upstream_does() {
         {"type": "Resize", "scale_factor": 0.5, "keep_ratio": true},
         {"type": "Resize", "scale": [320, 240], "scale_factor": [2, 3]},
         {"type": "Pad", "pad_to_square": true, "size_divisor": 32, "pad_val": [1, 2, 3]},
-        {"type": "Pad", "size": [64, 32], "pad_val": {"seg": 255}}
+        {"type": "Pad", "size": [64, 32], "pad_val": {"seg": 255}},
+        {"type": "mmdet.Pad", "pad_to_square": true, "pad_val": {"img": [114.0, 114.0, 114.0]}}
     ]))
     .unwrap();
     assert_eq!(
@@ -142,6 +143,13 @@ fn arguments_are_read_as_upstream_does() {
                 pad_to_square: false,
                 pad_val: [0; 3],
             },
+            // YOLOX's test pipeline: whole floats are the bytes they name.
+            Transform::Pad {
+                size: None,
+                size_divisor: None,
+                pad_to_square: true,
+                pad_val: [114; 3],
+            },
         ]
     );
 }
@@ -177,6 +185,10 @@ fn bad_values_are_errors_naming_the_key_path() {
         ),
         (
             json!({"type": "LetterResize", "scale": 640, "pad_val": [1, 2]}),
+            "pad_val",
+        ),
+        (
+            json!({"type": "Pad", "pad_to_square": true, "pad_val": 114.5}),
             "pad_val",
         ),
         (json!({"type": "LetterResize"}), "scale"),

@@ -1,0 +1,1 @@
+_base_ = ['../base_c.py', '../base_c.py']

@@ -1,0 +1,2 @@
+import subprocess
+x = subprocess.run(['true'])

@@ -1,0 +1,2 @@
+_base_ = '../base_a.py'
+max_epochs = dict(value=3)

@@ -1,0 +1,1 @@
+_base_ = 'mmcls::_base_/models/resnet18.py'

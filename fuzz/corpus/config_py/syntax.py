@@ -1,0 +1,4 @@
+# syntax error
+model = dict(
+    type="X",
+    depth=50 50)

@@ -1,0 +1,2 @@
+depth = 50
+model = dict(depth=dept)
