@@ -214,6 +214,11 @@ pub enum Command {
         /// append the rest (a missing FILE starts empty).
         #[arg(long, value_name = "FILE")]
         resume: Option<PathBuf>,
+        /// COCO ground truth for the images (matched by file name): prints, per image, how many
+        /// objects the detections at the drawing threshold found (same class, IoU >= 0.5) and
+        /// which were false ("7/7 objects found, 0 false"), then the total, on stderr.
+        #[arg(long, value_name = "COCO_JSON")]
+        ground_truth: Option<PathBuf>,
         #[command(flatten)]
         roots: ConfigRootArgs,
         #[command(flatten)]
@@ -285,7 +290,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 )?),
                 None => None,
             };
-            inspect(&ckpt, json, fit, &mut out)
+            inspect(&ckpt, json, fit, &adapters, &mut out)
         }
         Command::Config {
             file,
@@ -365,6 +370,7 @@ pub fn run(cli: Cli) -> Result<()> {
             resume,
             roots,
             cfg_options,
+            ground_truth,
             inputs,
         } => {
             use mmcompat::inferencer::{run_detect, DetectOptions};
@@ -393,7 +399,11 @@ pub fn run(cli: Cli) -> Result<()> {
             opts.list = list;
             opts.output = output;
             opts.resume = resume;
+            opts.ground_truth = ground_truth;
             let summary = run_detect(&opts, &mut out)?;
+            if let Some(report) = summary.ground_truth_report() {
+                eprintln!("{report}");
+            }
             // Every image was attempted and recorded; the exit status still says some failed.
             if let Some(message) = summary.failure_message() {
                 bail!(message);
@@ -471,11 +481,15 @@ fn inspect(
     path: &Path,
     json: bool,
     fit: Option<(Vec<String>, Option<String>)>,
+    adapters: &AdapterArgs,
     out: &mut dyn Write,
 ) -> Result<()> {
     use mmcompat_registry::checkpoint::{inspect::InspectReport, Checkpoint};
     let ck = Checkpoint::open(path)?;
-    let report = InspectReport::from_checkpoint(&ck, path.display());
+    let mut report = InspectReport::from_checkpoint(&ck, path.display());
+    // Which adapters recognise the file (e.g. `ultralytics.yolov8` for a pickled module tree).
+    mmcompat::builtin_adapters();
+    report.detect_adapters(&ck, &adapters.adapter_set()?);
     if json {
         let mut v = report.to_json();
         if let (Some((chain, mismatch)), Some(obj)) = (fit, v.as_object_mut()) {

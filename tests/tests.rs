@@ -1,6 +1,7 @@
 //! The one integration-test binary (each libtorch-linked binary costs a long link and start-up).
 mod batch;
 mod cli;
+mod demo_model;
 mod family;
 mod fuzz_image_replay;
 mod image_formats;

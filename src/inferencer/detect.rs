@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::ground_truth::{match_detections, GroundTruth, MatchSummary};
 use super::{Detection, InferError, Inferencer};
 use crate::preprocess::{decode_image_file_with, BgrImage, DEFAULT_MAX_IMAGE_PIXELS};
 use crate::registry::adapter::AdapterSet;
@@ -69,6 +70,9 @@ pub struct DetectOptions {
     /// `--resume FILE`: like `output`, but images FILE already records (detections or errors)
     /// are skipped and the rest appended; a missing FILE starts empty.
     pub resume: Option<PathBuf>,
+    /// COCO ground truth (`images`, `annotations`, `categories`): each image's detections at
+    /// `draw_score_thr` are checked against it ([`DetectSummary::ground_truth`]).
+    pub ground_truth: Option<PathBuf>,
 }
 
 impl DetectOptions {
@@ -99,6 +103,7 @@ impl DetectOptions {
             list: None,
             output: None,
             resume: None,
+            ground_truth: None,
         }
     }
 }
@@ -123,9 +128,47 @@ pub struct DetectSummary {
     pub load_seconds: f64,
     /// Seconds for all images (decode → detections).
     pub infer_seconds: f64,
+    /// With [`DetectOptions::ground_truth`]: each image's verdict, in run order.
+    pub ground_truth: Vec<(String, MatchSummary)>,
 }
 
 impl DetectSummary {
+    /// With ground truth: one line per image (`scene.png: 5/5 objects found, 0 false`, plus what
+    /// was missed or false) and a total line; `None` without ground truth.
+    pub fn ground_truth_report(&self) -> Option<String> {
+        if self.ground_truth.is_empty() {
+            return None;
+        }
+        let mut text = String::new();
+        let (mut found, mut objects, mut false_dets) = (0, 0, 0);
+        for (image, verdict) in &self.ground_truth {
+            found += verdict.found;
+            objects += verdict.objects;
+            false_dets += verdict.false_detections.len();
+            text.push_str(&format!("{image}: {verdict}"));
+            for o in &verdict.missed {
+                text.push_str(&format!("; missed {} at {:?}", o.class_name, o.bbox));
+            }
+            for d in &verdict.false_detections {
+                text.push_str(&format!(
+                    "; false {} {:.3} at {:?}",
+                    d.class_name, d.score, d.bbox
+                ));
+            }
+            text.push('\n');
+        }
+        let verdict = if found == objects && false_dets == 0 {
+            "every object found, nothing false"
+        } else {
+            "NOT every object found without false detections"
+        };
+        text.push_str(&format!(
+            "ground truth: {found}/{objects} objects found, {false_dets} false, in {} images: {verdict}",
+            self.ground_truth.len()
+        ));
+        Some(text)
+    }
+
     /// Failed images, this call's and those the `--resume` file recorded as failed.
     pub fn failed_total(&self) -> usize {
         self.failed + self.resumed_failed
@@ -219,24 +262,29 @@ pub fn run_detect(opts: &DetectOptions, out: &mut dyn Write) -> Result<DetectSum
         Some(p) => records::read_recorded(p)?,
         None => Default::default(),
     };
+    let ground_truth = match &opts.ground_truth {
+        Some(p) => Some(GroundTruth::load(p).map_err(|e| InferError::Input(e.to_string()))?),
+        None => None,
+    };
     let t0 = Instant::now();
     let inferencer = build_inferencer(opts)?;
     let mut summary = DetectSummary {
         load_seconds: t0.elapsed().as_secs_f64(),
         ..Default::default()
     };
-    let mut record_file = match (&opts.resume, &opts.output) {
-        (Some(p), _) => Some(RecordFile::open(p, true)?),
-        (None, Some(p)) => Some(RecordFile::open(p, false)?),
-        (None, None) => None,
-    };
-    summary.record_file = record_file.as_ref().map(|f| f.path().to_path_buf());
+    // Before the record file, which may live inside it (`--out-dir D --output D/x.jsonl`).
     if let Some(dir) = &opts.out_dir {
         std::fs::create_dir_all(dir).map_err(|source| InferError::Io {
             path: dir.clone(),
             source,
         })?;
     }
+    let mut record_file = match (&opts.resume, &opts.output) {
+        (Some(p), _) => Some(RecordFile::open(p, true)?),
+        (None, Some(p)) => Some(RecordFile::open(p, false)?),
+        (None, None) => None,
+    };
+    summary.record_file = record_file.as_ref().map(|f| f.path().to_path_buf());
     let bar = progress_bar(sources.known_len());
     let stdout_err = |source| InferError::Io {
         path: PathBuf::from("<output>"),
@@ -266,6 +314,15 @@ pub fn run_detect(opts: &DetectOptions, out: &mut dyn Write) -> Result<DetectSum
                     summary
                         .pngs
                         .push(draw(&inferencer, opts, dir, &rel, &img, &dets)?);
+                }
+                if let Some(gt) = &ground_truth {
+                    match gt.objects_of(&path) {
+                        Ok(objects) => summary.ground_truth.push((
+                            image.clone(),
+                            match_detections(&dets, objects, opts.draw_score_thr),
+                        )),
+                        Err(e) => tracing::warn!("{image}: not checked: {e}"),
+                    }
                 }
                 let record = records::detections_record(&image, img.width, img.height, &dets);
                 let line = if opts.json {

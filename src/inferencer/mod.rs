@@ -26,6 +26,7 @@ mod builder;
 mod classes;
 mod detect;
 mod error;
+pub mod ground_truth;
 mod weights;
 
 pub use crate::registry::spec::student::PredictsWithArchitecture;
