@@ -146,4 +146,5 @@ pub fn builtin_adapters() {
     mmcompat_plugin_mmrazor::link();
     mmcompat_plugin_mmengine::link();
     mmcompat_plugin_rtmdet_layout::link();
+    mmcompat_plugin_ultralytics::link();
 }

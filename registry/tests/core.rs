@@ -9,3 +9,4 @@ mod fuzz_replay;
 mod limits;
 mod model_zoo;
 mod scoped;
+mod ultralytics;

@@ -17,11 +17,23 @@
 //!   },
 //!   "dtypes": {string: int},             // dtype census over all sections, sorted by name
 //!   "meta": any,                         // `Checkpoint::meta_json()`: JSON-like `meta`, null if absent
-//!   "opaque_globals": [string]           // sorted `module.name` of globals kept as opaque data
+//!   "opaque_globals": [string],          // sorted `module.name` of globals kept as opaque data
+//!   "module_trees": [                    // only when a top-level value is a pickled nn.Module
+//!     {"key": string,                    //   (Ultralytics .pt): its walk, see `module_tree`
+//!      "class": string,                  //   root class, e.g. ultralytics.nn.tasks.DetectionModel
+//!      "modules": int, "tensors": int,   //   modules walked, state_dict() entries
+//!      "classes": {string: int},         //   class → module count, first-seen order
+//!      "error": string | null}           //   why the walk stopped (then no section)
+//!   ],
+//!   "adapters": [                        // only after `detect_adapters` (the CLI always runs it):
+//!     {"name": string, "level": "low" | "high" | "raw", "reason": string}  // those that apply
+//!   ]
 //! }
 //! ```
 
-use super::{Checkpoint, Format};
+use super::module_tree;
+use super::{Checkpoint, Format, Value};
+use crate::adapter::{AdapterSet, CheckpointView};
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value as J};
 use std::collections::BTreeMap;
@@ -40,6 +52,27 @@ pub struct SectionSummary {
     pub dtypes: BTreeMap<String, usize>,
 }
 
+/// The walk of a pickled module tree at a top-level key (classes named, never imported).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleTreeSummary {
+    pub key: String,
+    pub class: String,
+    pub modules: usize,
+    pub tensors: usize,
+    /// Class → module count, in order of first appearance.
+    pub classes: IndexMap<String, usize>,
+    /// Why the walk failed (the key then forms no section).
+    pub error: Option<String>,
+}
+
+/// An adapter that detects itself on the checkpoint (no config given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterDetection {
+    pub name: String,
+    pub level: String,
+    pub reason: String,
+}
+
 /// What `mmcompat inspect` prints.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InspectReport {
@@ -51,6 +84,47 @@ pub struct InspectReport {
     pub dtypes: BTreeMap<String, usize>,
     pub meta: J,
     pub opaque_globals: Vec<String>,
+    pub module_trees: Vec<ModuleTreeSummary>,
+    /// `None` until [`InspectReport::detect_adapters`] ran.
+    pub adapters: Option<Vec<AdapterDetection>>,
+}
+
+fn module_trees(root: &Value) -> Vec<ModuleTreeSummary> {
+    let Value::Dict(d) = root else {
+        return Vec::new();
+    };
+    d.items
+        .iter()
+        .filter(|(_, v)| module_tree::is_module(v))
+        .map(|(k, v)| {
+            let class = match v {
+                Value::Opaque(o) => o.class(),
+                _ => String::new(),
+            };
+            match module_tree::walk(v) {
+                Ok(tree) => ModuleTreeSummary {
+                    key: k.key_string(),
+                    class,
+                    modules: tree.modules.len(),
+                    tensors: tree.state_dict.len(),
+                    classes: tree
+                        .class_counts()
+                        .into_iter()
+                        .map(|(c, n)| (c.to_owned(), n))
+                        .collect(),
+                    error: None,
+                },
+                Err(e) => ModuleTreeSummary {
+                    key: k.key_string(),
+                    class,
+                    modules: 0,
+                    tensors: 0,
+                    classes: IndexMap::new(),
+                    error: Some(e.to_string()),
+                },
+            }
+        })
+        .collect()
 }
 
 impl InspectReport {
@@ -90,7 +164,30 @@ impl InspectReport {
             dtypes: all,
             meta: ck.meta_json(),
             opaque_globals: ck.opaque_globals().iter().cloned().collect(),
+            module_trees: module_trees(ck.root()),
+            adapters: None,
         }
+    }
+
+    /// Records which adapters of `set` detect themselves on `ck` (without a config: what a
+    /// plain `detect --weights` would consider).
+    pub fn detect_adapters(&mut self, ck: &Checkpoint, set: &AdapterSet) {
+        let view = CheckpointView::from_checkpoint(ck);
+        let found = set
+            .iter()
+            .filter_map(|(a, _)| {
+                let c = a.detect(&view, None);
+                c.applies().then(|| AdapterDetection {
+                    name: a.name().to_owned(),
+                    level: serde_json::to_value(c.level)
+                        .ok()
+                        .and_then(|l| l.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    reason: c.reason,
+                })
+            })
+            .collect();
+        self.adapters = Some(found);
     }
 
     /// The documented JSON object (see the module doc).
@@ -108,7 +205,7 @@ impl InspectReport {
                 }),
             );
         }
-        json!({
+        let mut out = json!({
             "path": self.path,
             "format": self.format.as_str(),
             "top_level_keys": self.top_level_keys,
@@ -116,7 +213,28 @@ impl InspectReport {
             "dtypes": self.dtypes,
             "meta": self.meta,
             "opaque_globals": self.opaque_globals,
-        })
+        });
+        if let Some(obj) = out.as_object_mut() {
+            if !self.module_trees.is_empty() {
+                let trees: Vec<J> = self
+                    .module_trees
+                    .iter()
+                    .map(|t| {
+                        json!({"key": t.key, "class": t.class, "modules": t.modules,
+                               "tensors": t.tensors, "classes": t.classes, "error": t.error})
+                    })
+                    .collect();
+                obj.insert("module_trees".into(), J::Array(trees));
+            }
+            if let Some(adapters) = &self.adapters {
+                let list: Vec<J> = adapters
+                    .iter()
+                    .map(|a| json!({"name": a.name, "level": a.level, "reason": a.reason}))
+                    .collect();
+                obj.insert("adapters".into(), J::Array(list));
+            }
+        }
+        out
     }
 
     /// Human-readable text, one fact per line.
@@ -159,6 +277,34 @@ impl InspectReport {
             let _ = writeln!(o, "opaque globals: none");
         } else {
             let _ = writeln!(o, "opaque globals: {}", self.opaque_globals.join(", "));
+        }
+        for t in &self.module_trees {
+            match &t.error {
+                None => {
+                    let _ = writeln!(
+                        o,
+                        "module tree {}: {} ({} modules, {} state_dict entries; classes named, not imported)",
+                        t.key, t.class, t.modules, t.tensors
+                    );
+                    let classes: Vec<String> =
+                        t.classes.iter().map(|(c, n)| format!("{c} {n}")).collect();
+                    let _ = writeln!(o, "  classes: {}", classes.join(", "));
+                }
+                Some(e) => {
+                    let _ = writeln!(o, "module tree {}: {} (not walked: {e})", t.key, t.class);
+                }
+            }
+        }
+        match &self.adapters {
+            None => {}
+            Some(a) if a.is_empty() => {
+                let _ = writeln!(o, "adapters: none detects itself (the keys load as they are, or pass --config to check)");
+            }
+            Some(a) => {
+                for d in a {
+                    let _ = writeln!(o, "adapter {} applies ({}): {}", d.name, d.level, d.reason);
+                }
+            }
         }
         o
     }

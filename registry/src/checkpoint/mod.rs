@@ -30,6 +30,7 @@
 pub mod error;
 mod format;
 pub mod inspect;
+pub mod module_tree;
 pub mod pickle;
 mod safetensors_header;
 mod sections;

@@ -18,6 +18,25 @@ pub struct Section {
     pub tensors: IndexMap<String, TensorInfo>,
 }
 
+/// Ultralytics trainer checkpoints keep the EMA model (a pickled module) under `ema`
+/// (`ultralytics/engine/trainer.py: save_model`); only a module there forms a section.
+pub const MODULE_EMA_KEY: &str = "ema";
+
+/// The section of a pickled module tree (none when it does not walk or holds no tensor).
+fn module_section(name: &str, v: &Value) -> Option<Section> {
+    match super::module_tree::walk(v) {
+        Ok(tree) if !tree.state_dict.is_empty() => Some(Section {
+            name: name.to_string(),
+            tensors: tree.state_dict,
+        }),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(section = name, error = %e, "module tree not walked");
+            None
+        }
+    }
+}
+
 pub(super) fn find_sections(root: &Value) -> Vec<Section> {
     let Value::Dict(d) = root else {
         return Vec::new();
@@ -30,10 +49,17 @@ pub(super) fn find_sections(root: &Value) -> Vec<Section> {
     };
     let mut out = Vec::new();
     for (k, v) in &d.items {
+        if k.as_str() == Some(MODULE_EMA_KEY) {
+            out.extend(module_section(MODULE_EMA_KEY, v));
+            continue;
+        }
         let Some(name) = k.as_str().filter(|n| SECTION_KEYS.contains(n)) else {
             continue;
         };
-        if matches!(v, Value::Dict(_)) {
+        if super::module_tree::is_module(v) {
+            // A whole pickled nn.Module (Ultralytics `.pt`): its walked state_dict().
+            out.extend(module_section(name, v));
+        } else if matches!(v, Value::Dict(_)) {
             let tensors = collect(v);
             if !tensors.is_empty() {
                 out.push(Section {

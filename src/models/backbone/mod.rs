@@ -4,5 +4,6 @@ pub mod base;
 pub mod cspnext;
 pub mod yolov5_csp_darknet;
 pub mod yolov6_efficient_rep;
+pub mod yolov7_backbone;
 pub mod yolov8_csp_darknet;
 pub mod yolox_csp_darknet;

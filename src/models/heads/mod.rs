@@ -6,6 +6,7 @@ pub mod rtmdet_mmyolo;
 pub mod sep_bn;
 pub mod yolov5_head;
 pub mod yolov6_head;
+pub mod yolov7_head;
 pub mod yolov8_head;
 pub mod yolox_head;
 

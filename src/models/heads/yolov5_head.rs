@@ -13,6 +13,7 @@ use crate::models::cfg::join;
 use crate::models::component::{DenseHead, Flavour, HeadOutputs};
 use crate::models::layers::conv_module::{Conv2d, ConvSpec, Fuse};
 use crate::models::layers::yolo_bricks::make_divisible;
+use crate::models::layers::Layer;
 use crate::models::param::Ctx;
 use crate::models::ModelError;
 use crate::postprocess::yolov5::{self as post, AnchorLevelSpec};
@@ -25,7 +26,9 @@ pub use mmcompat_registry::spec::models::yolov5_head::{YoloV5HeadCfg, YoloV5Head
 
 #[derive(Debug)]
 pub struct YoloV5Head {
-    pub convs_pred: Vec<Conv2d>,
+    /// Per level the module giving `num_base_priors · (5 + num_classes)` channels (a 1×1 conv;
+    /// YOLOv7's heads build theirs through [`YoloV5Head::build_with`]).
+    pub convs_pred: Vec<Box<dyn Layer>>,
     pub num_classes: i64,
     pub num_base_priors: i64,
     /// `make_divisible(in_channels[i], widen_factor)` per level.
@@ -48,6 +51,24 @@ impl YoloV5Head {
             });
         }
         let m: &YoloV5HeadModuleCfg = module.args()?;
+        // YOLOv5HeadModule._init_layers.
+        let cctx = ctx.sub("head_module").sub("convs_pred");
+        let pred = |i: usize, cin: i64, out: i64| -> Box<dyn Layer> {
+            Box::new(Conv2d::new(&cctx.sub(i), ConvSpec::new(cin, out, 1), true))
+        };
+        Self::build_with(cfg, m, (path, &hpath), &pred)
+    }
+
+    /// The `YOLOv5Head` / `YOLOv5HeadModule` arguments' checks and priors, with `pred(level,
+    /// in_channels, out_channels)` building each level's prediction module (subclasses such as
+    /// YOLOv7's change only `_init_layers`).
+    pub fn build_with(
+        cfg: &YoloV5HeadCfg,
+        m: &YoloV5HeadModuleCfg,
+        (path, hpath): (&str, &str),
+        pred: &dyn Fn(usize, i64, i64) -> Box<dyn Layer>,
+    ) -> Result<Self, ModelError> {
+        let hpath = hpath.to_string();
         let levels = m.featmap_strides.len();
         if m.num_classes < 1 || m.num_base_priors < 1 || levels == 0 {
             return Err(ModelError::Invalid {
@@ -110,11 +131,9 @@ impl YoloV5Head {
                 decode_stride: s as f64,
             })
             .collect();
-        // YOLOv5HeadModule._init_layers.
         let out = m.num_base_priors * (5 + m.num_classes);
-        let cctx = ctx.sub("head_module").sub("convs_pred");
         let convs_pred = (in_channels.iter().enumerate())
-            .map(|(i, &cin)| Conv2d::new(&cctx.sub(i), ConvSpec::new(cin, out, 1), true))
+            .map(|(i, &cin)| pred(i, cin, out))
             .collect();
         Ok(YoloV5Head {
             convs_pred,

@@ -5,12 +5,13 @@ pub mod csp_layer;
 pub mod rep_vgg;
 pub mod spp;
 pub mod yolo_bricks;
+pub mod yolov7_bricks;
 
 use std::fmt;
 
 use tch::{TchError, Tensor};
 
-use conv_module::{AnyConv, ConvModule, Fuse};
+use conv_module::{AnyConv, Conv2d, ConvModule, Fuse};
 use csp_layer::CspLayer;
 use rep_vgg::{ConvTranspose2d, RepStageBlock, RepVggBlock};
 use spp::SppBottleneck;
@@ -37,6 +38,7 @@ macro_rules! layer_from_inherent {
 }
 
 layer_from_inherent!(
+    Conv2d,
     ConvModule,
     AnyConv,
     CspLayer,

@@ -38,6 +38,27 @@ fn apply(layer: &Option<Box<dyn Layer>>, x: &Tensor) -> Result<Tensor, TchError>
 impl Neck for YoloNeck {
     /// `BaseYOLONeck.forward` with `upsample_feats_cat_first=True`.
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, TchError> {
+        self.forward_with(inputs, true)
+    }
+    fn in_channels(&self) -> Vec<i64> {
+        self.in_channels.clone()
+    }
+    fn out_channels(&self) -> Vec<i64> {
+        self.out_channels.clone()
+    }
+    fn fuse(&mut self, mode: Fuse) {
+        self.fuse_layers(mode)
+    }
+}
+
+impl YoloNeck {
+    /// `BaseYOLONeck.forward`: the top-down path concatenates `[upsampled, lower]` when
+    /// `upsample_feats_cat_first`, `[lower, upsampled]` otherwise (YOLOv7).
+    pub fn forward_with(
+        &self,
+        inputs: &[Tensor],
+        upsample_feats_cat_first: bool,
+    ) -> Result<Vec<Tensor>, TchError> {
         let n = self.in_channels.len();
         if inputs.len() != n {
             return Err(TchError::Shape(format!(
@@ -56,7 +77,11 @@ impl Neck for YoloNeck {
         for idx in (1..n).rev() {
             let j = n - 1 - idx;
             let up = self.upsample_layers[j].forward(&inner_outs[0])?;
-            let cat = Tensor::f_cat(&[&up, &reduce_outs[idx - 1]], 1)?;
+            let cat = if upsample_feats_cat_first {
+                Tensor::f_cat(&[&up, &reduce_outs[idx - 1]], 1)?
+            } else {
+                Tensor::f_cat(&[&reduce_outs[idx - 1], &up], 1)?
+            };
             inner_outs.insert(0, self.top_down_layers[j].forward(&cat)?);
         }
         // bottom-up path
@@ -71,13 +96,9 @@ impl Neck for YoloNeck {
             .map(|(x, layer)| apply(layer, x))
             .collect()
     }
-    fn in_channels(&self) -> Vec<i64> {
-        self.in_channels.clone()
-    }
-    fn out_channels(&self) -> Vec<i64> {
-        self.out_channels.clone()
-    }
-    fn fuse(&mut self, mode: Fuse) {
+
+    /// Freezes every layer (`Neck::fuse`).
+    pub fn fuse_layers(&mut self, mode: Fuse) {
         let optional = self
             .reduce_layers
             .iter_mut()

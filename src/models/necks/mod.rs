@@ -5,6 +5,7 @@ pub mod cspnext_pafpn_mmdet;
 pub mod cspnext_pafpn_mmyolo;
 pub mod yolov5_pafpn;
 pub mod yolov6_rep_pafpn;
+pub mod yolov7_pafpn;
 pub mod yolov8_pafpn;
 pub mod yolox_pafpn;
 

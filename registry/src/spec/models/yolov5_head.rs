@@ -11,20 +11,20 @@ use crate::spec::models::yolov8_pafpn::ChannelsCfg;
 use crate::spec::parse::{join, parse_section};
 use crate::spec::SpecError;
 
-fn three() -> i64 {
+pub(super) fn three() -> i64 {
     3
 }
-fn four() -> f64 {
+pub(super) fn four() -> f64 {
     4.0
 }
-fn minus_one() -> f64 {
+pub(super) fn minus_one() -> f64 {
     -1.0
 }
-fn obj_level_weights() -> Vec<f64> {
+pub(super) fn obj_level_weights() -> Vec<f64> {
     vec![4.0, 1.0, 0.4]
 }
 /// `YOLOv5Head.__init__`'s default `prior_generator` (the P5 COCO anchors).
-fn default_prior_generator() -> Value {
+pub(super) fn default_prior_generator() -> Value {
     serde_json::json!({
         "type": "mmdet.YOLOAnchorGenerator",
         "base_sizes": [[[10, 13], [16, 30], [33, 23]],
@@ -33,7 +33,7 @@ fn default_prior_generator() -> Value {
         "strides": [8, 16, 32]
     })
 }
-fn default_bbox_coder() -> Value {
+pub(super) fn default_bbox_coder() -> Value {
     serde_json::json!({"type": "YOLOv5BBoxCoder"})
 }
 
