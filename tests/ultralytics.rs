@@ -134,7 +134,8 @@ fn detect_on_the_ultralytics_file_matches_the_converted_files_references() {
     }
 }
 
-/// A config for 80 classes on the 8-class file: an error naming both numbers, not a silent load.
+/// A config for 80 classes on the 8-class file: an error naming both numbers and the fix, not a
+/// silent load.
 #[test]
 fn class_count_mismatch_names_both_numbers() {
     let args = detect_args(&[
@@ -149,6 +150,15 @@ fn class_count_mismatch_names_both_numbers() {
     let err = err_stderr(&args);
     // The adapter is still chosen; the strict check names the class dimension on both sides.
     assert!(err.contains("closest chain: ultralytics.yolov8"), "{err}");
+    // ... and says why in words, with both counts and the option that fixes it.
+    assert!(
+        err.contains("the checkpoint has 8 classes") && err.contains("but the config has 80"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--cfg-options model.bbox_head.head_module.num_classes=8"),
+        "{err}"
+    );
     assert!(
         err.contains("cls_preds.0.0.conv.weight: model [80, 8, 3, 3], checkpoint [8, 8, 3, 3]"),
         "{err}"

@@ -148,6 +148,9 @@ impl KeyMismatch {
 pub struct Attempt {
     pub adapters: Vec<String>,
     pub mismatch: KeyMismatch,
+    /// Each adapter's own reason for applying (its `detect`), shown under the closest chain: an
+    /// adapter that sees why the keys cannot fit (e.g. a class-count mismatch) says so there.
+    pub reasons: Vec<String>,
 }
 
 /// Nothing fits. Shows the plain checkpoint's mismatch and the closest chain tried.
@@ -177,6 +180,9 @@ impl fmt::Display for NoFit {
                 best.adapters.join(" → "),
                 best.mismatch.size()
             )?;
+            for reason in &best.reasons {
+                writeln!(f, "  why: {reason}")?;
+            }
             f.write_str(&best.mismatch.render())?;
         }
         if !self.would_fix.is_empty() {
@@ -267,6 +273,16 @@ fn candidates(
     out
 }
 
+/// `adapter: reason` for each adapter of a chain (what its `detect` said).
+fn reasons_of(chain: &Chain) -> Vec<String> {
+    chain
+        .adapters
+        .iter()
+        .zip(&chain.confidences)
+        .map(|(a, c)| format!("{a}: {}", c.reason))
+        .collect()
+}
+
 /// Picks the first chain (identity, then single adapters, then pairs) whose output keys match
 /// `expected` exactly (shapes included; missing `num_batches_tracked` ignored).
 pub fn choose_chain(
@@ -291,6 +307,7 @@ pub fn choose_chain(
             identity = mismatch.clone();
         }
         attempts.push(Attempt {
+            reasons: reasons_of(&chain),
             adapters: chain.adapters,
             mismatch,
         });
@@ -318,6 +335,7 @@ pub fn explain_mismatch(
     let mut attempts = vec![Attempt {
         adapters: mapping.adapters.clone(),
         mismatch: mismatch.clone(),
+        reasons: Vec::new(),
     }];
     for chain in candidates(view, set, options, config).into_iter().flatten() {
         let m = KeyMismatch::between(&chain.mapping, expected);
@@ -325,6 +343,7 @@ pub fn explain_mismatch(
             would_fix.push(chain.adapters);
         } else {
             attempts.push(Attempt {
+                reasons: reasons_of(&chain),
                 adapters: chain.adapters,
                 mismatch: m,
             });
