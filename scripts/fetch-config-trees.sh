@@ -22,7 +22,7 @@ for spec in "${specs[@]}"; do
   wheel=$(ls "$wheels"/"$pkg"-"$ver"-*.whl 2>/dev/null | head -n1 || true)
   if [ -z "$wheel" ]; then
     echo "downloading $spec" >&2
-    python3 -m pip download -q --disable-pip-version-check --retries 10 --timeout 60 --no-deps --only-binary=:all: --dest "$wheels" "$spec"
+    python3 -m pip download -q --no-cache-dir --disable-pip-version-check --retries 10 --timeout 60 --no-deps --only-binary=:all: --dest "$wheels" "$spec"
     wheel=$(ls "$wheels"/"$pkg"-"$ver"-*.whl | head -n1)
   fi
   if [ -f "$stamp" ]; then
