@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 mod cfg;
 use cfg::CfgOptionsArgs;
 mod env;
+mod export;
 mod model;
+mod serve;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -227,6 +229,13 @@ pub enum Command {
         #[arg(required_unless_present = "list", value_name = "IMAGE_OR_DIR")]
         inputs: Vec<PathBuf>,
     },
+    /// Serve a detector over HTTP: POST /v1/detect (image bytes or multipart → the `detect
+    /// --json` record), GET /healthz, GET /metrics; bounded body size, concurrency and queue
+    /// (429/503 beyond), graceful shutdown on SIGINT/SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Export the model `detect` runs (a distillation config's student) for deployment: ONNX,
+    /// a clean mmdet/mmyolo package (flattened config + strict-loading checkpoint) or safetensors.
+    Export(export::ExportArgs),
     /// List scopes, registered types and adapters.
     Registry {
         /// Only this scope (mmengine, mmdet, mmyolo, mmrazor).
@@ -410,6 +419,8 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Serve(args) => serve::run(args),
+        Command::Export(args) => export::run(args, &mut out),
         Command::Registry {
             scope,
             kind,

@@ -18,6 +18,8 @@
 //! | conversion | [`convert`](registry::convert::run), [`ConvertOptions`], [`ConvertReport`] |
 //! | adapters | [`AdapterSet`]; yours as a TOML file ([`AdapterSet::load_toml`]), a dynamic library ([`AdapterSet::load_dynamic`], [`declare_adapter_plugin!`]) or Rust code ([`CheckpointAdapter`] + [`register_adapter!`]) |
 //! | registries | [`Registries`], [`BuildScope`] |
+//! | export | [`export::onnx::export_onnx`] (ONNX), [`registry::export::export_package`] (plain mmdet/mmyolo package, safetensors) |
+//! | serve over HTTP | [`serve::Server`], [`serve::ServeOptions`], [`serve::ShutdownHandle`] |
 //! | errors | [`InferError`] (wraps the others), [`ConfigError`], [`SpecError`], [`CheckpointError`], [`AdapterError`], [`ConvertError`], [`RegistryError`], [`ModelError`], [`PreprocessError`], [`DeviceError`] |
 //!
 //! Modules marked hidden (`models`, `preprocess`, `inferencer`, ...) are reachable only because the
@@ -101,6 +103,8 @@
 pub mod device;
 /// The torch.hub weights cache and download behind `detect --model NAME`.
 pub mod download;
+/// Export to deployment formats (ONNX; the plain mmdet package is in the core crate).
+pub mod export;
 #[doc(hidden)]
 // the CLI's `run_detect` and the tests import from here; users use the root re-exports
 pub mod inferencer;
@@ -111,6 +115,8 @@ pub mod postprocess;
 #[doc(hidden)]
 // tests check every preprocessing stage against upstream; users need only the root re-exports
 pub mod preprocess;
+/// `mmcompat serve`: an [`Inferencer`] behind HTTP (`Server`, `ServeOptions`, `ShutdownHandle`).
+pub mod serve;
 mod visualize;
 /// Loading named tensors into a model (`models::load`), under the path the API has always had.
 #[doc(hidden)] // tests load raw sections into a detector
@@ -147,4 +153,6 @@ pub fn builtin_adapters() {
     mmcompat_plugin_mmengine::link();
     mmcompat_plugin_rtmdet_layout::link();
     mmcompat_plugin_ultralytics::link();
+    mmcompat_plugin_megvii_yolox::link();
+    mmcompat_plugin_meituan_yolov6::link();
 }

@@ -1,7 +1,7 @@
 //! The `mmcompat` command line: a thin shell over the library (anyhow only here).
 //!
 //! Subcommands and their output schemas are a contract that tools script against:
-//! `inspect`, `config`, `convert`, `registry`, `detect`, `env`.
+//! `inspect`, `config`, `convert`, `export`, `registry`, `detect`, `serve`, `env`.
 
 mod cli;
 

@@ -325,6 +325,17 @@ pub(crate) fn raw_deviation(
         pre.image == expected_input,
         "{what}: network input differs from the test pipeline's"
     );
+    raw_deviation_on(what, inf, &pre, r)
+}
+
+/// [`raw_deviation`] after the network-input check: `pre`'s metainfo and raw head outputs
+/// against the reference `r` (a family whose resize is not bit-exact feeds the reference input).
+pub(crate) fn raw_deviation_on(
+    what: &str,
+    inf: &Inferencer,
+    pre: &mmcompat::preprocess::Preprocessed,
+    r: &Value,
+) -> f64 {
     let p = &r["pipeline"];
     assert_eq!(
         pre.ori_shape.0 as u64,
@@ -347,7 +358,7 @@ pub(crate) fn raw_deviation(
         "{what}: scale_factor"
     );
 
-    let outs = inf.head_outputs(&[&pre]).expect("forward");
+    let outs = inf.head_outputs(&[pre]).expect("forward");
     let (mut worst, mut worst_abs) = (0f64, 0f64);
     for (name, tensors) in [
         ("cls_scores", &outs.cls_scores),

@@ -1,15 +1,20 @@
-//! YOLOv6 n/t/s (mmyolo 0.6.0: `YOLOv6EfficientRep` + `YOLOv6RepPAFPN` +
-//! `YOLOv6Head`/`YOLOv6HeadModule`, RepVGG blocks in deploy=False form) against the real stack
-//! (tests/fixtures/generate/make_yolov6_refs.py), through the shared harness of tests/family.rs:
-//! * `models/yolov6_sizes.json`: the shipped yolov6_n and yolov6_s configs' merged `model` dicts
-//!   and the real models' `state_dict()` names and shapes — our expected keys must equal them, in
-//!   order;
-//! * `checkpoints/yolov6_nano_mmyolo.pth` (overlay config `mmcompat/yolov6_nano_mmyolo.py`) and
-//!   `inference/yolov6/yolov6__<image>.json` from `init_detector` + `inference_detector`: the same
-//!   network input, raw head outputs within 1e-4 of their level's scale (`RAW_TOL`), and the same
+//! YOLOv6 (mmyolo 0.6.0) against the real stack (tests/fixtures/generate/make_yolov6_refs.py),
+//! through the shared harness of tests/family.rs:
+//! * `models/yolov6_sizes.json`: the shipped yolov6_{n,s,m,l} and yolov6_v3_{s,m,l} configs'
+//!   merged `model` dicts and the real models' `state_dict()` names and shapes — our expected
+//!   keys must equal them, in order (every YOLOv6 module: `YOLOv6EfficientRep`/`YOLOv6CSPBep`,
+//!   the four PAFPNs, `CSPSPPFBottleneck`, `RepVGGBlock`/`ConvWrapper` blocks, the DFL head);
+//! * three fixtures from `init_detector` + `inference_detector`, each with the same network
+//!   input, raw head outputs within 1e-4 of their level's scale (`RAW_TOL`), and the same
 //!   detections (count, labels, boxes within 0.1 px, scores within 1e-4), through `Inferencer`
 //!   and through `mmcompat detect --json`; with `--fold-bn` (RepVGG blocks re-parameterised as
-//!   `switch_to_deploy` does) the detections still match.
+//!   `switch_to_deploy` does) the detections still match:
+//!   - `yolov6` (`mmcompat/yolov6_nano_mmyolo.py`): v2 n — `YOLOv6EfficientRep` +
+//!     `YOLOv6RepPAFPN`, RepVGG blocks in deploy=False form, raw ltrb head;
+//!   - `yolov6_m` (`mmcompat/yolov6_m_nano_mmyolo.py`): v2 m — `YOLOv6CSPBep` +
+//!     `YOLOv6CSPRepPAFPN`, RepVGG blocks in `BottleRep`s with learned alphas;
+//!   - `yolov6_v3` (`mmcompat/yolov6_v3_nano_mmyolo.py`): 3.0 l — `ConvWrapper` blocks,
+//!     `CSPSPPFBottleneck`, `YOLOv6CSPRepBiPAFPN` (BiFusion), DFL head (`reg_max=16`).
 
 use mmcompat::models::build_detector;
 use serde_json::Value;
@@ -23,14 +28,45 @@ const YOLOV6: Family = Family {
     // Three of the four fixture photographs (fixture size; EXIF decoding is family-independent
     // and covered by the RTMDet and YOLOv8 tests).
     images: &["astronaut", "chelsea", "coffee"],
-    sizes: &["yolov6_n", "yolov6_s"],
+    sizes: &[
+        "yolov6_n",
+        "yolov6_s",
+        "yolov6_m",
+        "yolov6_l",
+        "yolov6_v3_s",
+        "yolov6_v3_m",
+        "yolov6_v3_l",
+    ],
     fixture_classes: 8,
     registry_types: &[
         "YOLOv6EfficientRep",
+        "YOLOv6CSPBep",
         "YOLOv6RepPAFPN",
+        "YOLOv6CSPRepPAFPN",
+        "YOLOv6RepBiPAFPN",
+        "YOLOv6CSPRepBiPAFPN",
         "YOLOv6Head",
         "YOLOv6HeadModule",
     ],
+};
+
+/// v2 m (the fixture's checkpoint and references only: its keys are checked through `YOLOV6`'s
+/// sizes file).
+const YOLOV6_M: Family = Family {
+    name: "yolov6_m",
+    images: &["astronaut", "coffee"],
+    sizes: &[],
+    fixture_classes: 8,
+    registry_types: &[],
+};
+
+/// 3.0 l (likewise).
+const YOLOV6_V3: Family = Family {
+    name: "yolov6_v3",
+    images: &["astronaut", "coffee"],
+    sizes: &[],
+    fixture_classes: 8,
+    registry_types: &[],
 };
 
 #[test]
@@ -44,26 +80,75 @@ fn yolov6_network_input_and_raw_head_outputs_match_python() {
 }
 
 /// `--fold-bn` re-parameterises each RepVGG block into one 3×3 convolution (what
-/// `switch_to_deploy` computes) and folds the other batch norms: float32 rounding then differs
-/// from `inference_detector`'s unfused model, so the raw outputs get the looser bound of the
-/// folded RTMDet test (tests/inference.rs), and the detections must still match.
-#[test]
-fn yolov6_folded_repvgg_blocks_keep_the_detections() {
-    let inf = YOLOV6.inferencer_with(true);
+/// `switch_to_deploy` computes) and folds the other batch norms (the ConvWrappers' too): float32
+/// rounding then differs from `inference_detector`'s unfused model, so the raw outputs get the
+/// looser bound of the folded RTMDet test (tests/inference.rs), and the detections must still
+/// match.
+fn check_folded(family: &Family) {
+    let inf = family.inferencer_with(true);
     assert!(inf.detector().fold_bn());
-    let worst = YOLOV6
+    let worst = family
         .images
         .iter()
         .map(|image| {
-            let r = YOLOV6.reference(image);
-            let what = format!("yolov6/{image} folded");
-            let dev = YOLOV6.raw_deviation(&what, &inf, image, &r);
+            let r = family.reference(image);
+            let what = format!("{}/{image} folded", family.name);
+            let dev = family.raw_deviation(&what, &inf, image, &r);
             let dets = inf.infer(&source_image(image)).expect("infer");
             assert_same_detections(&what, &dets, &r["detections"]);
             dev
         })
         .fold(0f64, f64::max);
-    assert!(worst <= 1e-3, "folded raw outputs differ by {worst:e}");
+    assert!(
+        worst <= 1e-3,
+        "{}: folded raw outputs differ by {worst:e}",
+        family.name
+    );
+}
+
+#[test]
+fn yolov6_folded_repvgg_blocks_keep_the_detections() {
+    check_folded(&YOLOV6);
+}
+
+#[test]
+fn yolov6_m_network_input_and_raw_head_outputs_match_python() {
+    YOLOV6_M.check_raw_outputs();
+}
+
+#[test]
+fn yolov6_m_detections_match_inference_detector() {
+    YOLOV6_M.check_detections();
+}
+
+#[test]
+fn yolov6_m_detect_command_matches_inference_detector() {
+    YOLOV6_M.check_detect_command();
+}
+
+#[test]
+fn yolov6_m_folded_blocks_keep_the_detections() {
+    check_folded(&YOLOV6_M);
+}
+
+#[test]
+fn yolov6_v3_network_input_and_raw_head_outputs_match_python() {
+    YOLOV6_V3.check_raw_outputs();
+}
+
+#[test]
+fn yolov6_v3_detections_match_inference_detector() {
+    YOLOV6_V3.check_detections();
+}
+
+#[test]
+fn yolov6_v3_detect_command_matches_inference_detector() {
+    YOLOV6_V3.check_detect_command();
+}
+
+#[test]
+fn yolov6_v3_folded_blocks_keep_the_detections() {
+    check_folded(&YOLOV6_V3);
 }
 
 #[test]
@@ -121,18 +206,42 @@ fn yolov6_config_mistakes_name_key_and_type() {
         "{msg}"
     );
 
-    // The m/l block (`ConvWrapper`, YOLOv6CSPBep) and `use_se` are refused in the spec stage.
+    // A block type no YOLOv6 module builds, and `use_se`, are refused in the spec stage.
     let mut cfg = model.clone();
-    cfg["neck"]["block_cfg"] = serde_json::json!({"type": "ConvWrapper"});
+    cfg["neck"]["block_cfg"] = serde_json::json!({"type": "BottleRep"});
     let msg = build_error_message(&cfg, "block type");
     assert!(
-        msg.contains("model.neck.block_cfg.type") && msg.contains("ConvWrapper"),
+        msg.contains("model.neck.block_cfg.type") && msg.contains("BottleRep"),
         "{msg}"
     );
     let mut cfg = model;
     cfg["neck"]["block_cfg"] = serde_json::json!({"type": "RepVGGBlock", "use_se": true});
     let msg = build_error_message(&cfg, "use_se");
     assert!(msg.contains("model.neck.block_cfg.use_se"), "{msg}");
+}
+
+/// The m/l and 3.0 modules' own mistakes: a misspelt `ConvWrapper` keyword (TypeError in
+/// `ConvWrapper.__init__`), a misspelt `YOLOv6CSPBep` keyword, a 3.0 neck given the v2 neck's
+/// three `in_channels` (it needs the extra, finer level first).
+#[test]
+fn yolov6_csp_config_mistakes_name_key_and_type() {
+    let l = YOLOV6.model("yolov6_l");
+    let mut cfg = l.clone();
+    cfg["backbone"]["block_cfg"]["norm_cgf"] = serde_json::json!({"type": "BN"});
+    assert_unknown_key(
+        &cfg,
+        ("norm_cgf", "mmyolo.ConvWrapper", "model.backbone.block_cfg"),
+    );
+    let mut cfg = l;
+    cfg["backbone"]["hiden_ratio"] = 0.5.into();
+    assert_unknown_key(
+        &cfg,
+        ("hiden_ratio", "mmyolo.YOLOv6CSPBep", "model.backbone"),
+    );
+    let mut cfg = YOLOV6.model("yolov6_v3_m");
+    cfg["neck"]["in_channels"] = serde_json::json!([256, 512, 1024]);
+    let msg = build_error_message(&cfg, "3.0 neck with 3 inputs");
+    assert!(msg.contains("model.neck"), "{msg}");
 }
 
 /// `block_cfg=dict(type='RepVGGBlock', deploy=True)` builds the fused form upstream
@@ -177,5 +286,50 @@ fn yolov6_repvgg_blocks_keep_three_branches_unless_deploy() {
         names(&cfg),
         ["rbr_reparam.weight", "rbr_reparam.bias"]
             .map(|k| format!("backbone.stage1.0.1.conv1.{k}"))
+    );
+}
+
+/// In `YOLOv6CSPBep` the blocks sit inside `BottleRep`s (`block.conv1.conv1`, ...) behind the
+/// learned `alpha`; `deploy=True` fuses them there too, and `ConvWrapper` (l) is a
+/// ConvModule with a conv bias next to its BN.
+#[test]
+fn yolov6_csp_blocks_follow_block_cfg() {
+    let names = |cfg: &Value, prefix: &str| -> Vec<String> {
+        build_detector(cfg, "mmyolo", Device::Cpu)
+            .expect("build")
+            .expected_keys()
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter_map(|k| k.strip_prefix(prefix).map(str::to_string))
+            .collect()
+    };
+    let prefix = "backbone.stage1.0.1.block.conv1.";
+    let mut m = YOLOV6.model("yolov6_m");
+    m["backbone"]["block_cfg"] = serde_json::json!({"type": "RepVGGBlock", "deploy": true});
+    assert_eq!(
+        names(&m, prefix),
+        [
+            "alpha",
+            "conv1.rbr_reparam.weight",
+            "conv1.rbr_reparam.bias",
+            "conv2.rbr_reparam.weight",
+            "conv2.rbr_reparam.bias"
+        ]
+    );
+    let l = YOLOV6.model("yolov6_l");
+    let conv1: Vec<String> = names(&l, prefix)
+        .into_iter()
+        .filter(|k| k.starts_with("conv1."))
+        .collect();
+    assert_eq!(
+        conv1,
+        [
+            "conv1.block.conv.weight",
+            "conv1.block.conv.bias",
+            "conv1.block.bn.weight",
+            "conv1.block.bn.bias",
+            "conv1.block.bn.running_mean",
+            "conv1.block.bn.running_var",
+        ]
     );
 }

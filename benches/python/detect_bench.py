@@ -101,9 +101,10 @@ def steady(config, ckpt, image, n=30):
         inference_detector(model, img)
     # Split of each call: backbone+neck, head forward, predict_by_feat (post-processing).
     feat_t, head_t, post_t = [], [], []
-    _timed(model, 'extract_feat', feat_t)
-    _timed(model.bbox_head, 'forward', head_t)
-    _timed(model.bbox_head, 'predict_by_feat', post_t)
+    det = getattr(model, 'architecture', model)  # an MMRazor distiller predicts with its student
+    _timed(det, 'extract_feat', feat_t)
+    _timed(det.bbox_head, 'forward', head_t)
+    _timed(det.bbox_head, 'predict_by_feat', post_t)
     times = []
     with torch.no_grad():
         for _ in range(n):

@@ -127,6 +127,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod convert;
 pub mod dtype;
+pub mod export;
 pub mod model_zoo;
 pub mod plugin;
 pub mod scoped;

@@ -17,6 +17,7 @@ use crate::preprocess::{decode_image_file_with, BgrImage, DEFAULT_MAX_IMAGE_PIXE
 use crate::registry::adapter::AdapterSet;
 use crate::registry::config::ConfigRoots;
 use crate::visualize::{draw_detections, save_png};
+pub(crate) use records::detections_record;
 use records::{Earlier, ImageSources, RecordFile};
 
 /// mmengine's `IMG_EXTENSIONS` (what DetInferencer lists in a folder).
@@ -391,7 +392,8 @@ fn no_images(opts: &DetectOptions) -> InferError {
     ))
 }
 
-fn build_inferencer(opts: &DetectOptions) -> Result<Inferencer, InferError> {
+/// The [`Inferencer`] `detect` runs for `opts` (model flags only; also `mmcompat serve`'s).
+pub fn build_inferencer(opts: &DetectOptions) -> Result<Inferencer, InferError> {
     let mut builder = Inferencer::builder()
         .config(&opts.config)
         .weights(&opts.weights)

@@ -14,6 +14,7 @@ use tch::{TchError, Tensor};
 use super::layers::conv_module::Fuse;
 use super::param::Ctx;
 use super::ModelError;
+use crate::export::onnx::{ExportError, OnnxGraph, OnnxHeadOutputs, ValueId};
 use crate::postprocess::{
     head_outputs_to_host, predict_by_feat, ImageMeta, PostprocessError, RawDetections, TestCfg,
 };
@@ -64,6 +65,16 @@ pub trait Backbone: fmt::Debug + Send {
     fn size_divisor(&self) -> i64;
     /// Re-derives the inference weights after loading (see `layers::conv_module::Fuse`).
     fn fuse(&mut self, mode: Fuse);
+    /// The ONNX nodes of `forward` (`crate::export::onnx`): `inputs` = the image batch, returns
+    /// the output levels. The default refuses (the detector names the component).
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        inputs: &[ValueId],
+    ) -> Result<Vec<ValueId>, ExportError> {
+        let _ = (g, inputs);
+        Err(ExportError::unsupported("", "backbone"))
+    }
 }
 
 /// A neck: backbone levels → head levels.
@@ -73,6 +84,11 @@ pub trait Neck: fmt::Debug + Send {
     /// Channels of each output level.
     fn out_channels(&self) -> Vec<i64>;
     fn fuse(&mut self, mode: Fuse);
+    /// The ONNX nodes of `forward`; the default refuses (the detector names the component).
+    fn emit_onnx(&self, g: &mut OnnxGraph, feats: &[ValueId]) -> Result<Vec<ValueId>, ExportError> {
+        let _ = (g, feats);
+        Err(ExportError::unsupported("", "neck"))
+    }
 }
 
 /// A dense head: features → raw outputs, and its own `predict_by_feat` (each upstream head
@@ -90,6 +106,16 @@ pub trait DenseHead: fmt::Debug + Send {
     /// Which package's conventions the post-processing follows.
     fn flavour(&self) -> Flavour;
     fn fuse(&mut self, mode: Fuse);
+    /// The ONNX nodes of `forward`: the raw outputs as `predict_by_feat` receives them. The
+    /// default refuses (the detector names the component).
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+    ) -> Result<OnnxHeadOutputs, ExportError> {
+        let _ = (g, feats);
+        Err(ExportError::unsupported("", "dense head"))
+    }
     /// `predict_by_feat(..., rescale=True)` on raw outputs of a batch: one result per image.
     /// The default is the point-prior heads' (RTMDet, YOLOv8): sigmoid scores, priors from
     /// [`DenseHead::strides`] and [`DenseHead::prior_offset`], distance decoding and NMS as the

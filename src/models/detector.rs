@@ -31,6 +31,8 @@ struct SingleStage {
     backbone: Box<dyn Backbone>,
     neck: Option<Box<dyn Neck>>,
     head: Box<dyn DenseHead>,
+    /// `scope.Type` of the backbone, neck (if any) and head, for the ONNX export's errors.
+    names: Vec<String>,
 }
 
 /// A built detector, ready for [`Detector::load`] and [`Detector::forward`]. `Send`: a server can
@@ -106,16 +108,23 @@ pub fn build_detector_from_spec(
     let log = Rc::new(RefCell::new(KeyLog::default()));
     let ctx = Ctx::new(vs.root(), log.clone());
     let net = tch::no_grad(|| -> Result<SingleStage, ModelError> {
-        let backbone = build_backbone(spec.require_child("backbone")?, &ctx.sub("backbone"))?;
+        let backbone_spec = spec.require_child("backbone")?;
+        let backbone = build_backbone(backbone_spec, &ctx.sub("backbone"))?;
         let neck = spec
             .child("neck")
             .map(|n| build_neck(n, &ctx.sub("neck")))
             .transpose()?;
-        let head = build_dense_head(spec.require_child("bbox_head")?, &ctx.sub("bbox_head"))?;
+        let head_spec = spec.require_child("bbox_head")?;
+        let head = build_dense_head(head_spec, &ctx.sub("bbox_head"))?;
+        let names = [Some(backbone_spec), spec.child("neck"), Some(head_spec)]
+            .into_iter()
+            .map(|c| c.map(|c| c.qualified_name()).unwrap_or_default())
+            .collect();
         Ok(SingleStage {
             backbone,
             neck,
             head,
+            names,
         })
     })?;
     drop(ctx);
@@ -301,6 +310,29 @@ impl Detector {
             }
             self.net.head.fuse(mode);
         });
+    }
+
+    /// Backbone → neck → head as ONNX nodes on the graph value `x` (`crate::export::onnx`). An
+    /// unsupported component is refused naming its `scope.Type`, before anything is written.
+    pub fn emit_onnx(
+        &self,
+        g: &mut crate::export::onnx::OnnxGraph,
+        x: crate::export::onnx::ValueId,
+    ) -> Result<crate::export::onnx::OnnxHeadOutputs, crate::export::onnx::ExportError> {
+        let names = &self.net.names;
+        let feats = self
+            .net
+            .backbone
+            .emit_onnx(g, &[x])
+            .map_err(|e| e.within(&names[0]))?;
+        let feats = match &self.net.neck {
+            Some(n) => n.emit_onnx(g, &feats).map_err(|e| e.within(&names[1]))?,
+            None => feats,
+        };
+        self.net
+            .head
+            .emit_onnx(g, &feats)
+            .map_err(|e| e.within(&names[2]))
     }
 
     /// Required divisor of the input height and width (the backbone's).

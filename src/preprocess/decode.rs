@@ -39,65 +39,12 @@ use image::error::ImageError;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
+use super::limits::DecodeLimits;
+use super::tiff_ifd::Ifd;
 use super::{BgrImage, PreprocessError};
-
-/// OpenCV's own default (`CV_IO_MAX_IMAGE_PIXELS`, `imgcodecs/src/loadsave.cpp`): 2^30 pixels.
-pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 1 << 30;
 
 /// The formats [`decode_image_bytes`] reads, as error messages list them.
 pub const SUPPORTED_IMAGE_FORMATS: &str = "JPEG, PNG, BMP, WebP, TIFF, PPM/PGM/PBM";
-
-/// Limits checked on the declared image size before any pixel buffer is allocated (a 1×1 file
-/// may declare 100000×100000).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeLimits {
-    /// Largest `width * height` accepted (default [`DEFAULT_MAX_IMAGE_PIXELS`], as OpenCV).
-    pub max_pixels: u64,
-}
-
-impl Default for DecodeLimits {
-    fn default() -> Self {
-        DecodeLimits {
-            max_pixels: DEFAULT_MAX_IMAGE_PIXELS,
-        }
-    }
-}
-
-impl DecodeLimits {
-    /// Limits accepting up to `max_pixels` pixels.
-    pub fn with_max_pixels(max_pixels: u64) -> Self {
-        DecodeLimits { max_pixels }
-    }
-
-    pub(super) fn check(
-        &self,
-        name: &str,
-        format: &'static str,
-        width: u64,
-        height: u64,
-    ) -> Result<(), PreprocessError> {
-        if width.saturating_mul(height) > self.max_pixels {
-            return Err(self.too_many_pixels(name, format, width, height));
-        }
-        Ok(())
-    }
-
-    fn too_many_pixels(
-        &self,
-        name: &str,
-        format: &'static str,
-        width: u64,
-        height: u64,
-    ) -> PreprocessError {
-        PreprocessError::TooManyPixels {
-            name: name.to_string(),
-            format,
-            width,
-            height,
-            limit: self.max_pixels,
-        }
-    }
-}
 
 /// An image file format recognised by its signature (what OpenCV's decoders check).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -518,43 +465,11 @@ fn to_bgr_like_libtiff_rgba(img: &DynamicImage, unassociated_alpha: bool) -> Vec
 /// Whether the first IFD's ExtraSamples (tag 338) declares unassociated alpha (2), the case
 /// where libtiff's RGBA interface premultiplies. Reads the IFD entries only.
 fn tiff_has_unassociated_alpha(bytes: &[u8]) -> bool {
-    let big_endian = bytes.starts_with(b"MM");
-    let u16_at = |o: usize| -> Option<u16> {
-        let b: [u8; 2] = bytes.get(o..o + 2)?.try_into().ok()?;
-        Some(if big_endian {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        })
-    };
-    let u32_at = |o: usize| -> Option<u32> {
-        let b: [u8; 4] = bytes.get(o..o + 4)?.try_into().ok()?;
-        Some(if big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    };
-    let find = || -> Option<bool> {
-        let ifd = u32_at(4)? as usize;
-        let count = usize::from(u16_at(ifd)?);
-        for i in 0..count {
-            let entry = ifd + 2 + 12 * i;
-            if u16_at(entry)? == 338 {
-                // SHORT values; the first (the alpha's) fits in the entry's value field when
-                // count <= 2, else the field holds an offset.
-                let n = u32_at(entry + 4)?;
-                let at = if n <= 2 {
-                    entry + 8
-                } else {
-                    u32_at(entry + 8)? as usize
-                };
-                return Some(u16_at(at)? == 2);
-            }
-        }
-        Some(false)
-    };
-    find().unwrap_or(false)
+    // ExtraSamples (338): the first value describes the alpha sample; 2 = unassociated.
+    Ifd::parse(bytes)
+        .and_then(|ifd| ifd.shorts(338))
+        .and_then(|v| v.first().copied())
+        == Some(2)
 }
 
 #[cfg(test)]

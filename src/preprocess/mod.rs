@@ -11,8 +11,11 @@
 
 pub mod data_preprocessor;
 mod decode;
+mod limits;
 mod pipeline;
 mod resize;
+mod resize_cubic;
+mod tiff_ifd;
 mod tiff_palette;
 
 use std::path::PathBuf;
@@ -22,8 +25,9 @@ use mmcompat_registry::spec::SpecError;
 pub use data_preprocessor::{DataPreprocessor, DataPreprocessorCfg, HwcU8};
 pub use decode::{
     decode_image_bytes, decode_image_bytes_with, decode_image_file, decode_image_file_with,
-    DecodeLimits, DEFAULT_MAX_IMAGE_PIXELS, SUPPORTED_IMAGE_FORMATS,
+    SUPPORTED_IMAGE_FORMATS,
 };
+pub use limits::{DecodeLimits, DEFAULT_MAX_IMAGE_PIXELS};
 pub use mmcompat_registry::spec::pipeline::{
     ResizeTarget, Scale, TestPipeline, Transform, SUPPORTED_TRANSFORMS,
 };

@@ -235,6 +235,18 @@ fn apply(index: usize, step: &Transform, r: &mut Results) -> Result<(), Preproce
             r.img_shape = (nh, nw);
             r.scale_factor = Some((nw as f64 / w as f64, nh as f64 / h as f64));
         }
+        Transform::FixShapeResize {
+            width,
+            height,
+            interpolation,
+        } => {
+            // mmdet FixShapeResize.transform (keep_ratio=False): `mmcv.imresize` to exactly
+            // (width, height); Resize._resize_img stores its `(new_w / w, new_h / h)`.
+            let (nw, nh) = (*width as usize, *height as usize);
+            r.img = resize(&r.img, nw, nh, *interpolation);
+            r.img_shape = (nh, nw);
+            r.scale_factor = Some((nw as f64 / w as f64, nh as f64 / h as f64));
+        }
         Transform::Pad {
             size,
             size_divisor,

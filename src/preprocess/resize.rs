@@ -10,8 +10,8 @@
 
 use super::BgrImage;
 
-/// The OpenCV interpolation flags mmcv maps `'bilinear'` and `'area'` to; the pipeline
-/// description (and so this enum) lives in the core.
+/// The OpenCV interpolation flags mmcv maps `'bilinear'`, `'area'` and `'bicubic'` to; the
+/// pipeline description (and so this enum) lives in the core.
 pub use mmcompat_registry::spec::pipeline::Interpolation;
 
 /// Channels of a [`BgrImage`].
@@ -31,6 +31,10 @@ pub fn resize(src: &BgrImage, new_w: usize, new_h: usize, interp: Interpolation)
     // cv::resize: same size -> plain copy.
     if new_w == src.width && new_h == src.height {
         return src.clone();
+    }
+    // hal::resize hands 8-bit cubic resizing to IPP (see resize_cubic.rs).
+    if interp == Interpolation::Cubic {
+        return super::resize_cubic::resize_cubic(src, new_w, new_h);
     }
     // cv::resize: inv_scale = dsize / ssize (double), hal::resize: scale = 1 / inv_scale.
     let inv_scale_x = new_w as f64 / src.width as f64;

@@ -4,7 +4,8 @@
 //! the `model` section (or `ema` for a trainer checkpoint whose `model` is `None`). Nothing of
 //! Ultralytics is imported or run.
 //!
-//! `ultralytics.yolov8` and `ultralytics.yolov5u` do exactly what mmyolo 0.6's
+//! `ultralytics.yolov5` (the anchor-based v7.0 layout) is in [`yolov5`]. `ultralytics.yolov8` and
+//! `ultralytics.yolov5u` do exactly what mmyolo 0.6's
 //! `tools/model_converters/yolov8_to_mmyolo.py` / `yolov5u_to_mmyolo.py: convert` do: the
 //! `model.N` → mmyolo prefix table (`convert_dict_s` / `convert_dict_p5`), then the `if/elif` chain
 //! of replacements, and the drop of the Detect layer's `dfl.conv.weight`. Ultralytics stores fp16
@@ -23,6 +24,8 @@ use mmcompat_registry::{register_adapter, DType};
 
 /// Referenced by the facade crate so the linker keeps this crate and its `inventory` submissions.
 pub fn link() {}
+
+pub mod yolov5;
 
 /// One Ultralytics architecture that an mmyolo converter script knows.
 #[derive(Debug)]
@@ -249,6 +252,12 @@ impl CheckpointAdapter for Ultralytics {
                     other.name, other.detect
                 ));
             }
+            if yolov5::yolov5_layout(view).is_some() {
+                return Confidence::none(format!(
+                    "{section} has the {} layout (an anchor-based Detect)",
+                    yolov5::NAME
+                ));
+            }
             return Confidence::low(format!(
                 "{section} is an Ultralytics module tree without `{dfl}` (no known layout; the plan names what does not map)"
             ));
@@ -366,3 +375,4 @@ fn module_path(key: &str) -> String {
 
 register_adapter!(name: "ultralytics.yolov8", scope: "mmyolo", make: || Box::new(Ultralytics(&YOLOV8)));
 register_adapter!(name: "ultralytics.yolov5u", scope: "mmyolo", make: || Box::new(Ultralytics(&YOLOV5U)));
+register_adapter!(name: "ultralytics.yolov5", scope: "mmyolo", make: || Box::new(yolov5::Yolov5));

@@ -10,6 +10,7 @@
 pub mod chain;
 pub mod declarative;
 pub mod fit;
+pub mod keymap;
 pub mod plan;
 pub mod report;
 mod set;
@@ -17,6 +18,7 @@ pub mod tensor;
 
 pub use chain::{choose_chain, Chain, ExpectedKeys, NoFit};
 pub use fit::{fit_checkpoint, ChainChoice, Fit, FitError, FitRequest, FittedTensor};
+pub use keymap::{class_count_mismatch, plan_by_key, widen_to_f32, KeyFate};
 pub use plan::{
     resolve_chain, DroppedKey, MappedTensor, Op, Plan, RenameRule, ResolvedMapping, TensorOp,
 };

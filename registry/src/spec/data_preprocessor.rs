@@ -98,7 +98,12 @@ impl DataPreprocessorSpec {
             .map(|t| t.rsplit('.').next().unwrap_or(t));
         if !matches!(
             name,
-            None | Some("DetDataPreprocessor") | Some("YOLOv5DetDataPreprocessor")
+            None | Some("DetDataPreprocessor")
+                | Some("YOLOv5DetDataPreprocessor")
+                // At test time PPYOLOEDetDataPreprocessor.forward is DetDataPreprocessor.forward
+                // (`mmyolo/models/data_preprocessors/data_preprocessor.py:
+                // PPYOLOEDetDataPreprocessor.forward`: `if not training: return super().forward`).
+                | Some("PPYOLOEDetDataPreprocessor")
         ) {
             return Err(SpecError::Unsupported {
                 path: join(path, "type"),
@@ -106,7 +111,9 @@ impl DataPreprocessorSpec {
                     "data_preprocessor type `{}`",
                     dp.type_name.as_deref().unwrap_or("")
                 ),
-                hint: "DetDataPreprocessor and YOLOv5DetDataPreprocessor are implemented".into(),
+                hint: "DetDataPreprocessor, YOLOv5DetDataPreprocessor and \
+                       PPYOLOEDetDataPreprocessor are implemented"
+                    .into(),
             });
         }
         let invalid = |path: String, message: &str| SpecError::Invalid {

@@ -31,13 +31,15 @@ pub const SUPPORTED_TRANSFORMS: &[&str] = &[
     "YOLOv5KeepRatioResize",
     "LetterResize",
     "Resize",
+    "FixShapeResize",
     "Pad",
     "LoadAnnotations",
     "PackDetInputs",
 ];
 
-/// The OpenCV interpolation flags mmcv maps `'bilinear'` and `'area'` to (`cv2_interp_codes` in
-/// `mmcv/image/geometric.py`); the only two the backend reproduces bit-exactly.
+/// The OpenCV interpolation flags mmcv maps `'bilinear'`, `'area'` and `'bicubic'` to
+/// (`cv2_interp_codes` in `mmcv/image/geometric.py`); the three the backend reproduces
+/// bit-exactly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum Interpolation {
     /// `cv2.INTER_LINEAR` (mmcv `'bilinear'`).
@@ -46,6 +48,9 @@ pub enum Interpolation {
     /// `cv2.INTER_AREA` (mmcv `'area'`).
     #[serde(rename = "area")]
     Area,
+    /// `cv2.INTER_CUBIC` (mmcv `'bicubic'`: PPYOLOE's `FixShapeResize`).
+    #[serde(rename = "bicubic")]
+    Cubic,
 }
 
 /// A target size as a config writes it: an int `s` (meaning `(s, s)`) or a `(w, h)` pair.
@@ -88,6 +93,14 @@ pub enum Transform {
         keep_ratio: bool,
         interpolation: Interpolation,
     },
+    /// mmdet `FixShapeResize(width, height, keep_ratio=False)`
+    /// (`mmdet/datasets/transforms/transforms.py: FixShapeResize.transform`): a stretch to exactly
+    /// `width × height`, `scale_factor = (width / w, height / h)`.
+    FixShapeResize {
+        width: u32,
+        height: u32,
+        interpolation: Interpolation,
+    },
     /// mmdet `Pad` (`mmdet/datasets/transforms/transforms.py:705-784`): bottom/right only.
     Pad {
         size: Option<Scale>,
@@ -107,6 +120,7 @@ impl Transform {
             Transform::YoloV5KeepRatioResize { .. } => "YOLOv5KeepRatioResize",
             Transform::LetterResize { .. } => "LetterResize",
             Transform::Resize { .. } => "Resize",
+            Transform::FixShapeResize { .. } => "FixShapeResize",
             Transform::Pad { .. } => "Pad",
         }
     }
@@ -347,6 +361,26 @@ struct LetterResizeArgs {
     interpolation: Option<String>,
 }
 
+/// mmdet `FixShapeResize.__init__` (`mmdet/datasets/transforms/transforms.py`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // the `IgnoredAny` fields accept upstream keywords that change nothing here
+struct FixShapeResizeArgs {
+    width: Option<Value>,
+    height: Option<Value>,
+    /// Used by the `keep_ratio=True` padding only.
+    #[serde(default)]
+    pad_val: IgnoredAny,
+    #[serde(default)]
+    keep_ratio: Option<bool>,
+    #[serde(default)]
+    clip_object_border: IgnoredAny,
+    #[serde(default)]
+    backend: Option<String>,
+    #[serde(default)]
+    interpolation: Option<String>,
+}
+
 /// mmcv `Pad.__init__`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -455,6 +489,7 @@ fn parse_step(step: &Value, path: &str) -> Result<Transform, SpecError> {
         "YOLOv5KeepRatioResize" => step.yolov5_keep_ratio_resize(),
         "LetterResize" => step.letter_resize(),
         "Resize" => step.resize(),
+        "FixShapeResize" => step.fix_shape_resize(),
         "Pad" => step.pad(),
         _ => {
             let hint = match closest_key(
@@ -508,7 +543,12 @@ impl Step<'_> {
         match value {
             None | Some("bilinear") => Ok(Interpolation::Linear),
             Some("area") => Ok(Interpolation::Area),
-            Some(other) => Err(self.unsupported("interpolation", other, "\"bilinear\", \"area\"")),
+            Some("bicubic") => Ok(Interpolation::Cubic),
+            Some(other) => Err(self.unsupported(
+                "interpolation",
+                other,
+                "\"bilinear\", \"area\", \"bicubic\"",
+            )),
         }
     }
 
@@ -588,6 +628,32 @@ impl Step<'_> {
         Ok(Transform::Resize {
             target,
             keep_ratio: a.keep_ratio.unwrap_or(false),
+            interpolation: self.interpolation(a.interpolation.as_deref())?,
+        })
+    }
+
+    fn fix_shape_resize(&self) -> Result<Transform, SpecError> {
+        let a: FixShapeResizeArgs = self.parse()?;
+        self.check_cv2_backend(a.backend.as_deref())?;
+        // `assert width is not None and height is not None` (FixShapeResize.__init__).
+        let side = |key: &str, v: Option<&Value>| match v {
+            None | Some(Value::Null) => {
+                Err(self.invalid(key, "required: `width` and `height` can not be None"))
+            }
+            Some(v) => positive_int(v).map_err(|m| self.invalid(key, m)),
+        };
+        let width = side("width", a.width.as_ref())?;
+        let height = side("height", a.height.as_ref())?;
+        if a.keep_ratio == Some(true) {
+            return Err(self.unsupported(
+                "keep_ratio",
+                "True",
+                "keep_ratio=False (the stretch of the shipped PPYOLOE configs)",
+            ));
+        }
+        Ok(Transform::FixShapeResize {
+            width,
+            height,
             interpolation: self.interpolation(a.interpolation.as_deref())?,
         })
     }

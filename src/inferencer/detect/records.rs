@@ -115,8 +115,9 @@ fn output_relative(path: &Path) -> PathBuf {
         .collect()
 }
 
-/// The JSON record of an image's detections (README "`--json`"), without the newline.
-pub(super) fn detections_record(
+/// The JSON record of an image's detections (README "`--json`"), without the newline; also
+/// the body `mmcompat serve` answers (src/serve/router.rs).
+pub(crate) fn detections_record(
     image: &str,
     width: usize,
     height: usize,

@@ -5,6 +5,7 @@
 
 use tch::{TchError, Tensor};
 
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::component::Backbone;
 use crate::models::layers::conv_module::Fuse;
 pub use crate::models::layers::Layer;
@@ -72,6 +73,27 @@ impl Backbone for StagedBackbone {
         for l in self.stem.iter_mut().chain(self.stages.iter_mut().flatten()) {
             l.fuse(mode);
         }
+    }
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        inputs: &[ValueId],
+    ) -> Result<Vec<ValueId>, ExportError> {
+        let run = |g: &mut OnnxGraph, layers: &[Box<dyn Layer>], x: ValueId| {
+            layers.iter().try_fold(x, |x, l| l.emit_onnx(g, x))
+        };
+        let mut outs = Vec::new();
+        let mut x = run(g, &self.stem, inputs[0])?;
+        if self.out_indices.contains(&0) {
+            outs.push(x);
+        }
+        for (i, stage) in self.stages.iter().enumerate() {
+            x = run(g, stage, x)?;
+            if self.out_indices.contains(&(i as i64 + 1)) {
+                outs.push(x);
+            }
+        }
+        Ok(outs)
     }
 }
 

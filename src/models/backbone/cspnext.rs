@@ -10,6 +10,7 @@ use tch::Tensor;
 use crate::models::layers::conv_module::Fuse;
 
 use super::base::refuse_plugins;
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::cfg::{check_conv_cfg, py_int, py_round, ActCfg, NormCfg};
 use crate::models::component::Backbone;
 use crate::models::layers::conv_module::{AnyConv, ConvModule, ConvSpec};
@@ -275,6 +276,31 @@ impl Backbone for CspNext {
     }
     fn fuse(&mut self, mode: Fuse) {
         CspNext::fuse(self, mode)
+    }
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        inputs: &[ValueId],
+    ) -> Result<Vec<ValueId>, ExportError> {
+        let mut outs = Vec::new();
+        let mut x = inputs[0];
+        for c in &self.stem {
+            x = c.emit_onnx(g, x)?;
+        }
+        if self.out_indices.contains(&0) {
+            outs.push(x);
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            x = s.conv.emit_onnx(g, x)?;
+            if let Some(spp) = &s.spp {
+                x = spp.emit_onnx(g, x)?;
+            }
+            x = s.csp.emit_onnx(g, x)?;
+            if self.out_indices.contains(&(i as i64 + 1)) {
+                outs.push(x);
+            }
+        }
+        Ok(outs)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Dense heads (one file per upstream head) and what their forwards share: the per-level loop of
 //! mmyolo's `HeadModule.forward` (`multi_apply(self.forward_single, x, ...)`) and the DFL integral.
 
+pub mod ppyoloe_head;
 pub mod rtmdet_mmdet;
 pub mod rtmdet_mmyolo;
 pub mod sep_bn;

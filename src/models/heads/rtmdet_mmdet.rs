@@ -10,6 +10,7 @@ use tch::Tensor;
 use crate::models::layers::conv_module::Fuse;
 
 use super::sep_bn::{PointGeneratorCfg, SepBnTowers, TowerSpec};
+use crate::export::onnx::{ExportError, OnnxGraph, OnnxHeadOutputs, ValueId};
 use crate::models::cfg::{check_conv_cfg, join};
 use crate::models::component::DenseHead;
 use crate::models::component::{Flavour, HeadOutputs};
@@ -145,6 +146,39 @@ impl DenseHead for MmdetSepBnHead {
     }
     fn fuse(&mut self, mode: Fuse) {
         MmdetSepBnHead::fuse(self, mode)
+    }
+    /// `RTMDetSepBNHead.forward` as ONNX nodes (the same operations as `forward` above).
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+    ) -> Result<OnnxHeadOutputs, ExportError> {
+        let mut out = OnnxHeadOutputs::default();
+        for (i, &x) in feats.iter().enumerate() {
+            let (mut cls, reg, obj) = self.towers.emit_level(g, i, x)?;
+            if let Some(obj) = obj {
+                let (zero, one, eps) = (g.scalar(0.0), g.scalar(1.0), g.scalar(1e-5));
+                let sc = g.op("Sigmoid", &[cls], vec![]);
+                let so = g.op("Sigmoid", &[obj], vec![]);
+                let p = g.op("Mul", &[sc, so], vec![]);
+                let p = g.op("Sqrt", &[p], vec![]);
+                let p = g.op("Clip", &[p, zero, one], vec![]);
+                let x1 = g.op("Max", &[p, eps], vec![]);
+                let q = g.op("Sub", &[one, p], vec![]);
+                let x2 = g.op("Max", &[q, eps], vec![]);
+                let r = g.op("Div", &[x1, x2], vec![]);
+                cls = g.op("Log", &[r], vec![]);
+            }
+            let reg = if self.exp_on_reg {
+                g.op("Exp", &[reg], vec![])
+            } else {
+                reg
+            };
+            let stride = g.scalar(self.prior_generator.strides[i].wh().0 as f32);
+            out.bbox_preds.push(g.op("Mul", &[reg, stride], vec![]));
+            out.cls_scores.push(cls);
+        }
+        Ok(out)
     }
 }
 

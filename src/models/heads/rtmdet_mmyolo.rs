@@ -8,6 +8,7 @@ use tch::Tensor;
 use crate::models::layers::conv_module::Fuse;
 
 use super::sep_bn::{PointGeneratorCfg, SepBnTowers, TowerSpec};
+use crate::export::onnx::{ExportError, OnnxGraph, OnnxHeadOutputs, ValueId};
 use crate::models::cfg::{check_conv_cfg, join, py_int};
 use crate::models::component::DenseHead;
 use crate::models::component::{Flavour, HeadOutputs};
@@ -127,6 +128,20 @@ impl DenseHead for MmyoloRtmdetHead {
     }
     fn fuse(&mut self, mode: Fuse) {
         MmyoloRtmdetHead::fuse(self, mode)
+    }
+    /// `RTMDetSepBNHeadModule.forward`: per level the class logits and the raw distances.
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+    ) -> Result<OnnxHeadOutputs, ExportError> {
+        let mut out = OnnxHeadOutputs::default();
+        for (i, &x) in feats.iter().enumerate() {
+            let (cls, reg, _) = self.towers.emit_level(g, i, x)?;
+            out.cls_scores.push(cls);
+            out.bbox_preds.push(reg);
+        }
+        Ok(out)
     }
 }
 

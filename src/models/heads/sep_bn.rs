@@ -9,6 +9,7 @@ use tch::Tensor;
 
 use crate::models::layers::conv_module::Fuse;
 
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::cfg::{Act, NormCfg};
 use crate::models::layers::conv_module::{AnyConv, Conv2d, ConvModule, ConvSpec};
 use crate::models::param::Ctx;
@@ -151,6 +152,31 @@ impl SepBnTowers {
         };
         let reg = self.rtm_reg[idx].forward(&reg_feat)?;
         Ok(TowerOut { cls, reg, obj })
+    }
+
+    /// [`SepBnTowers::forward_level`] as ONNX nodes: `(cls, reg, obj)`. With `share_conv` each
+    /// level still gets its own folded weights (the batch norms are per level).
+    pub fn emit_level(
+        &self,
+        g: &mut OnnxGraph,
+        idx: usize,
+        x: ValueId,
+    ) -> Result<(ValueId, ValueId, Option<ValueId>), ExportError> {
+        let mut cls_feat = x;
+        for m in &self.cls_convs[idx] {
+            cls_feat = m.emit_onnx(g, cls_feat)?;
+        }
+        let cls = self.rtm_cls[idx].emit_onnx(g, cls_feat)?;
+        let mut reg_feat = x;
+        for m in &self.reg_convs[idx] {
+            reg_feat = m.emit_onnx(g, reg_feat)?;
+        }
+        let obj = match self.rtm_obj.get(idx) {
+            Some(o) => Some(o.emit_onnx(g, reg_feat)?),
+            None => None,
+        };
+        let reg = self.rtm_reg[idx].emit_onnx(g, reg_feat)?;
+        Ok((cls, reg, obj))
     }
 }
 

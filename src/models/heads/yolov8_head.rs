@@ -6,6 +6,8 @@
 
 use tch::Tensor;
 
+use crate::export::onnx::graph::{attr_i, attr_ints};
+use crate::export::onnx::{ExportError, OnnxGraph, OnnxHeadOutputs, ValueId};
 use crate::models::cfg::{join, Act, NormCfg};
 use crate::models::component::DenseHead;
 use crate::models::component::{Flavour, HeadOutputs};
@@ -55,6 +57,32 @@ impl PredBranch {
         let y = self.convs[1].forward(&self.convs[0].forward(x)?)?;
         self.pred.forward(&y)
     }
+
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let y = self.convs[0].emit_onnx(g, x)?;
+        let y = self.convs[1].emit_onnx(g, y)?;
+        self.pred.emit_onnx(g, y)
+    }
+}
+
+/// `super::dfl_integral` as ONNX nodes: `[B, 4·bins, H, W]` → softmax over the bins of each side
+/// → dot with `arange(bins)` → `[B, 4, H, W]` (H, W read from the input's shape).
+fn emit_dfl(g: &mut OnnxGraph, dist: ValueId, bins: i64) -> ValueId {
+    let split = g.const_i64("dfl_shape", vec![4], &[0, 4, bins, -1]);
+    let r = g.op("Reshape", &[dist, split], vec![]);
+    let t = g.op("Transpose", &[r], vec![attr_ints("perm", &[0, 3, 1, 2])]);
+    let s = g.op("Softmax", &[t], vec![attr_i("axis", 3)]);
+    let proj: Vec<f32> = (0..bins).map(|b| b as f32).collect();
+    let proj = g.weight("dfl_proj", vec![bins, 1], &proj);
+    let m = g.op("MatMul", &[s, proj], vec![]);
+    let last = g.const_i64("dfl_squeeze", vec![1], &[-1]);
+    let m = g.op("Squeeze", &[m, last], vec![]);
+    let m = g.op("Transpose", &[m], vec![attr_ints("perm", &[0, 2, 1])]);
+    // `Shape(start=2)` (opset 15+): [H, W].
+    let hw = g.op("Shape", &[dist], vec![attr_i("start", 2)]);
+    let b4 = g.const_i64("dfl_b4", vec![2], &[0, 4]);
+    let out_shape = g.op("Concat", &[b4, hw], vec![attr_i("axis", 0)]);
+    g.op("Reshape", &[m, out_shape], vec![])
 }
 
 #[derive(Debug)]
@@ -213,6 +241,24 @@ impl DenseHead for YoloV8Head {
     }
     fn fuse(&mut self, mode: Fuse) {
         YoloV8Head::fuse(self, mode)
+    }
+    /// `YOLOv8HeadModule.forward` as ONNX nodes: class logits and the DFL-integrated distances.
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+    ) -> Result<OnnxHeadOutputs, ExportError> {
+        let mut out = OnnxHeadOutputs::default();
+        for (i, &x) in feats.iter().enumerate() {
+            out.cls_scores.push(self.cls_preds[i].emit_onnx(g, x)?);
+            let dist = self.reg_preds[i].emit_onnx(g, x)?;
+            out.bbox_preds.push(if self.reg_max <= 1 {
+                dist
+            } else {
+                emit_dfl(g, dist, self.reg_max)
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -12,6 +12,8 @@
 
 use tch::{Kind, Tensor};
 
+use crate::export::onnx::graph::{attr_f, attr_i, attr_ints, OnnxGraph, ValueId};
+use crate::export::onnx::ExportError;
 use crate::models::cfg::{Act, NormCfg};
 use crate::models::param::Ctx;
 
@@ -140,6 +142,41 @@ impl Conv2d {
         ));
     }
 
+    /// `Conv` with `w` and `b` as this convolution's weights (the loaded ones, or the batch norm
+    /// folded into them), named after the state-dict keys.
+    fn emit_weights(
+        &self,
+        g: &mut OnnxGraph,
+        x: ValueId,
+        w: &Tensor,
+        b: Option<&Tensor>,
+    ) -> Result<ValueId, ExportError> {
+        let wid = g.weight_tensor(&self.weight_name, w)?;
+        let mut inputs = vec![x, wid];
+        if let Some(b) = b {
+            let name = format!("{}.bias", self.weight_name.trim_end_matches(".weight"));
+            inputs.push(g.weight_tensor(&name, b)?);
+        }
+        let size = w.size();
+        let (p, s, d) = (self.padding, self.stride, self.dilation);
+        Ok(g.op(
+            "Conv",
+            &inputs,
+            vec![
+                attr_ints("dilations", &[d, d]),
+                attr_i("group", self.groups),
+                attr_ints("kernel_shape", &size[2..]),
+                attr_ints("pads", &[p, p, p, p]),
+                attr_ints("strides", &[s, s]),
+            ],
+        ))
+    }
+
+    /// ONNX `Conv` of the loaded float32 weights.
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        self.emit_weights(g, x, &self.weight, self.bias.as_ref())
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
         let (w, b) = match &self.fused {
             Some((w, b)) => (w, b.as_ref()),
@@ -247,6 +284,53 @@ pub fn activate(act: Act, x: &Tensor) -> Result<Tensor, tch::TchError> {
     }
 }
 
+/// [`activate`] as ONNX nodes (opset 14+: `HardSwish`; SiLU and GELU spelled out, as opset 17
+/// has neither).
+pub fn emit_activation(g: &mut OnnxGraph, act: Act, x: ValueId) -> Result<ValueId, ExportError> {
+    let clip = |g: &mut OnnxGraph, x: ValueId, lo: f64, hi: f64| {
+        let (lo, hi) = (g.scalar(lo as f32), g.scalar(hi as f32));
+        g.op("Clip", &[x, lo, hi], vec![])
+    };
+    Ok(match act {
+        Act::ReLU => g.op("Relu", &[x], vec![]),
+        Act::LeakyReLU(slope) => g.op("LeakyRelu", &[x], vec![attr_f("alpha", slope as f32)]),
+        Act::ReLU6 => clip(g, x, 0.0, 6.0),
+        Act::SiLU => {
+            let s = g.op("Sigmoid", &[x], vec![]);
+            g.op("Mul", &[x, s], vec![])
+        }
+        Act::Sigmoid => g.op("Sigmoid", &[x], vec![]),
+        Act::Tanh => g.op("Tanh", &[x], vec![]),
+        Act::HSigmoid {
+            bias,
+            divisor,
+            min,
+            max,
+        } => {
+            let (b, d) = (g.scalar(bias as f32), g.scalar(divisor as f32));
+            let y = g.op("Add", &[x, b], vec![]);
+            let y = g.op("Div", &[y, d], vec![]);
+            clip(g, y, min, max)
+        }
+        Act::HSwish => g.op("HardSwish", &[x], vec![]),
+        Act::Gelu => {
+            // F.gelu(approximate='none'): x * 0.5 * (1 + erf(x / sqrt(2))).
+            let (r2, half, one) = (
+                g.scalar(std::f32::consts::SQRT_2),
+                g.scalar(0.5),
+                g.scalar(1.0),
+            );
+            let e = g.op("Div", &[x, r2], vec![]);
+            let e = g.op("Erf", &[e], vec![]);
+            let e = g.op("Add", &[e, one], vec![]);
+            let y = g.op("Mul", &[x, half], vec![]);
+            g.op("Mul", &[y, e], vec![])
+        }
+        Act::Elu(alpha) => g.op("Elu", &[x], vec![attr_f("alpha", alpha as f32)]),
+        Act::Clamp { min, max } => clip(g, x, min, max),
+    })
+}
+
 /// mmcv `ConvModule` with order (conv, norm, act).
 #[derive(Debug)]
 pub struct ConvModule {
@@ -261,7 +345,19 @@ impl ConvModule {
     /// `ConvModule(cin, cout, k, stride, padding, groups, norm_cfg=norm, act_cfg=act)`;
     /// `bias='auto'`: a bias only without norm.
     pub fn new(ctx: &Ctx, spec: ConvSpec, norm: Option<&NormCfg>, act: Option<Act>) -> Self {
-        let conv = Conv2d::new(&ctx.sub("conv"), spec, norm.is_none());
+        Self::with_bias(ctx, spec, norm.is_none(), norm, act)
+    }
+
+    /// [`ConvModule::new`] with an explicit `bias` (mmcv keeps a conv bias next to a norm when
+    /// `bias=True`: YOLOv6's `ConvWrapper`).
+    pub fn with_bias(
+        ctx: &Ctx,
+        spec: ConvSpec,
+        bias: bool,
+        norm: Option<&NormCfg>,
+        act: Option<Act>,
+    ) -> Self {
+        let conv = Conv2d::new(&ctx.sub("conv"), spec, bias);
         let bn = norm.map(|n| BatchNorm2d::new(&ctx.sub("bn"), spec.cout, n));
         ConvModule {
             conv,
@@ -303,19 +399,44 @@ impl ConvModule {
             bn.fuse(kind);
             return;
         }
-        let w = self.conv.weight.to_kind(Kind::Double);
-        let scale = bn.weight.to_kind(Kind::Double)
-            * (bn.running_var.to_kind(Kind::Double) + bn.eps).rsqrt();
-        let cout = scale.size()[0];
-        let fw = &w * scale.reshape([cout, 1, 1, 1]);
-        let conv_bias = match &self.conv.bias {
-            Some(b) => b.to_kind(Kind::Double),
-            None => Tensor::zeros([cout], (Kind::Double, w.device())),
-        };
-        let fb = (conv_bias - bn.running_mean.to_kind(Kind::Double)) * &scale
-            + bn.bias.to_kind(Kind::Double);
+        let (fw, fb) = fold_batch_norm(&self.conv, bn);
         self.conv.fused = Some((fw.to_kind(kind), Some(fb.to_kind(kind))));
         self.folded = true;
+    }
+
+    /// The ONNX nodes: `Conv` with the batch norm folded in (the float64 fold of
+    /// [`ConvModule::fuse`], stored as float32), then the activation.
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let y = match &self.bn {
+            Some(bn) if g.fold_bn() => {
+                let (w, b) = fold_batch_norm(&self.conv, bn);
+                self.conv.emit_weights(g, x, &w, Some(&b))?
+            }
+            Some(bn) => {
+                // Conv → BatchNormalization (inference mode), as `_BatchNorm.forward` runs it.
+                let y = self.conv.emit_onnx(g, x)?;
+                let base = self.conv.weight_name.trim_end_matches(".conv.weight");
+                let mut inputs = vec![y];
+                for (name, t) in [
+                    ("weight", &bn.weight),
+                    ("bias", &bn.bias),
+                    ("running_mean", &bn.running_mean),
+                    ("running_var", &bn.running_var),
+                ] {
+                    inputs.push(g.weight_tensor(&format!("{base}.bn.{name}"), t)?);
+                }
+                g.op(
+                    "BatchNormalization",
+                    &inputs,
+                    vec![attr_f("epsilon", bn.eps as f32)],
+                )
+            }
+            None => self.conv.emit_onnx(g, x)?,
+        };
+        match self.act {
+            Some(act) => emit_activation(g, act, y),
+            None => Ok(y),
+        }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
@@ -330,6 +451,22 @@ impl ConvModule {
             None => Ok(y),
         }
     }
+}
+
+/// `bn` folded into `conv`, in float64: `w * γ/√(σ²+ε)`, `(b - μ) * γ/√(σ²+ε) + β`.
+fn fold_batch_norm(conv: &Conv2d, bn: &BatchNorm2d) -> (Tensor, Tensor) {
+    let w = conv.weight.to_kind(Kind::Double);
+    let scale =
+        bn.weight.to_kind(Kind::Double) * (bn.running_var.to_kind(Kind::Double) + bn.eps).rsqrt();
+    let cout = scale.size()[0];
+    let fw = &w * scale.reshape([cout, 1, 1, 1]);
+    let conv_bias = match &conv.bias {
+        Some(b) => b.to_kind(Kind::Double),
+        None => Tensor::zeros([cout], (Kind::Double, w.device())),
+    };
+    let fb = (conv_bias - bn.running_mean.to_kind(Kind::Double)) * &scale
+        + bn.bias.to_kind(Kind::Double);
+    (fw, fb)
 }
 
 /// mmcv `DepthwiseSeparableConvModule`: `depthwise_conv` (groups = cin) then `pointwise_conv` (1×1),
@@ -362,6 +499,11 @@ impl DepthwiseSeparableConvModule {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
         self.pointwise_conv
             .forward(&self.depthwise_conv.forward(x)?)
+    }
+
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let y = self.depthwise_conv.emit_onnx(g, x)?;
+        self.pointwise_conv.emit_onnx(g, y)
     }
 }
 
@@ -402,6 +544,13 @@ impl AnyConv {
         match self {
             AnyConv::Plain(c) => c.forward(x),
             AnyConv::Depthwise(c) => c.forward(x),
+        }
+    }
+
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        match self {
+            AnyConv::Plain(c) => c.emit_onnx(g, x),
+            AnyConv::Depthwise(c) => c.emit_onnx(g, x),
         }
     }
 }

@@ -7,6 +7,8 @@ use tch::Tensor;
 
 use crate::models::layers::conv_module::Fuse;
 
+use crate::export::onnx::graph::{OnnxGraph, ValueId};
+use crate::export::onnx::ExportError;
 use crate::models::cfg::{Act, NormCfg};
 use crate::models::layers::conv_module::{
     AnyConv, Conv2d, ConvModule, ConvSpec, DepthwiseSeparableConvModule,
@@ -32,6 +34,20 @@ impl ChannelAttention {
         let pooled = x.f_adaptive_avg_pool2d([1, 1])?;
         let gate = self.fc.forward(&pooled)?.f_hardsigmoid()?;
         x.f_mul(&gate)
+    }
+
+    /// `GlobalAveragePool` → `Conv` → `HardSigmoid(1/6, 1/2)` (torch's `hardsigmoid`:
+    /// `relu6(x + 3) / 6`) → `Mul`.
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        use crate::export::onnx::graph::attr_f;
+        let pooled = g.op("GlobalAveragePool", &[x], vec![]);
+        let fc = self.fc.emit_onnx(g, pooled)?;
+        let gate = g.op(
+            "HardSigmoid",
+            &[fc],
+            vec![attr_f("alpha", 1.0 / 6.0), attr_f("beta", 0.5)],
+        );
+        Ok(g.op("Mul", &[x, gate], vec![]))
     }
 }
 
@@ -94,6 +110,16 @@ impl CspNextBlock {
             Ok(out)
         }
     }
+
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let y = self.conv1.emit_onnx(g, x)?;
+        let out = self.conv2.emit_onnx(g, y)?;
+        Ok(if self.add_identity {
+            g.op("Add", &[out, x], vec![])
+        } else {
+            out
+        })
+    }
 }
 
 /// One of `CSPLayer.blocks`: `CSPNeXtBlock if use_cspnext_block else DarknetBottleneck`.
@@ -115,6 +141,13 @@ impl CspBlock {
         match self {
             CspBlock::Next(b) => b.forward(x),
             CspBlock::Darknet(b) => b.forward(x),
+        }
+    }
+
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        match self {
+            CspBlock::Next(b) => b.emit_onnx(g, x),
+            CspBlock::Darknet(b) => b.emit_onnx(g, x),
         }
     }
 }
@@ -237,5 +270,19 @@ impl CspLayer {
             x_final = att.forward(&x_final)?;
         }
         self.final_conv.forward(&x_final)
+    }
+
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        use crate::export::onnx::graph::attr_i;
+        let x_short = self.short_conv.emit_onnx(g, x)?;
+        let mut x_main = self.main_conv.emit_onnx(g, x)?;
+        for b in &self.blocks {
+            x_main = b.emit_onnx(g, x_main)?;
+        }
+        let mut x_final = g.op("Concat", &[x_main, x_short], vec![attr_i("axis", 1)]);
+        if let Some(att) = &self.attention {
+            x_final = att.emit_onnx(g, x_final)?;
+        }
+        self.final_conv.emit_onnx(g, x_final)
     }
 }

@@ -2,14 +2,18 @@
 
 pub mod conv_module;
 pub mod csp_layer;
+pub mod ppyoloe_bricks;
 pub mod rep_vgg;
 pub mod spp;
 pub mod yolo_bricks;
+pub mod yolov6_bricks;
 pub mod yolov7_bricks;
 
 use std::fmt;
 
 use tch::{TchError, Tensor};
+
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 
 use conv_module::{AnyConv, Conv2d, ConvModule, Fuse};
 use csp_layer::CspLayer;
@@ -22,6 +26,18 @@ use yolo_bricks::CspLayerWithTwoConv;
 pub trait Layer: fmt::Debug + Send {
     fn forward(&self, x: &Tensor) -> Result<Tensor, TchError>;
     fn fuse(&mut self, mode: Fuse);
+    /// The layer's ONNX nodes, next to its `forward` (`crate::export::onnx`). The default refuses,
+    /// naming the Rust type (the export names the upstream component around it).
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let _ = (g, x);
+        Err(ExportError::unsupported(
+            std::any::type_name::<Self>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("layer"),
+            "layer",
+        ))
+    }
 }
 
 macro_rules! layer_from_inherent {
@@ -32,6 +48,9 @@ macro_rules! layer_from_inherent {
             }
             fn fuse(&mut self, mode: Fuse) {
                 <$t>::fuse(self, mode)
+            }
+            fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+                <$t>::emit_onnx(self, g, x)
             }
         }
     )*};
@@ -44,9 +63,23 @@ layer_from_inherent!(
     CspLayer,
     SppBottleneck,
     CspLayerWithTwoConv,
-    RepVggBlock,
-    RepStageBlock,
 );
+
+/// Layers without an ONNX emitter yet (the trait's default refuses them by name).
+macro_rules! layer_without_onnx {
+    ($($t:ty),* $(,)?) => {$(
+        impl Layer for $t {
+            fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+                <$t>::forward(self, x)
+            }
+            fn fuse(&mut self, mode: Fuse) {
+                <$t>::fuse(self, mode)
+            }
+        }
+    )*};
+}
+
+layer_without_onnx!(RepVggBlock, RepStageBlock);
 
 impl Layer for ConvTranspose2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
@@ -69,6 +102,9 @@ impl Layer for Sequential {
     }
     fn fuse(&mut self, mode: Fuse) {
         self.0.iter_mut().for_each(|l| l.fuse(mode));
+    }
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        self.0.iter().try_fold(x, |x, l| l.emit_onnx(g, x))
     }
 }
 

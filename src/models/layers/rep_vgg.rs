@@ -1,9 +1,9 @@
-//! mmyolo's rep-style bricks for YOLOv6 n/t/s (`mmyolo/models/layers/yolo_bricks.py`):
+//! mmyolo's rep-style bricks for YOLOv6 (`mmyolo/models/layers/yolo_bricks.py`):
 //! `RepVGGBlock` in its training-time (deploy=False) form — three branches, exactly as
 //! `inference_detector` runs it (`switch_to_deploy` is only called by `tools/test.py --deploy`,
 //! `get_flops` and easydeploy) — or, when a config sets `deploy=True`, its single `rbr_reparam`
-//! convolution; `RepStageBlock`; and `nn.ConvTranspose2d` with a bias (YOLOv6RepPAFPN's
-//! upsampling).
+//! convolution; `RepStageBlock` (of RepVGG or other `block_cfg` blocks); and
+//! `nn.ConvTranspose2d` with a bias (YOLOv6RepPAFPN's upsampling).
 //!
 //! With `Fuse::fold_bn` (`--fold-bn`) the three branches are re-parameterised into one 3×3
 //! convolution as `RepVGGBlock.switch_to_deploy` does (`get_equivalent_kernel_bias`, computed in
@@ -18,9 +18,11 @@ use crate::models::cfg::{join, Act};
 use crate::models::layers::conv_module::{
     activate, BatchNorm2d, Conv2d, ConvModule, ConvSpec, Fuse,
 };
+use crate::models::layers::yolov6_bricks::{BlockPlace, YoloV6Block};
 use crate::models::param::Ctx;
 use crate::models::ModelError;
 use mmcompat_registry::spec::models::rep_vgg_block::RepVggBlockCfg;
+use mmcompat_registry::spec::models::yolov6_block::YoloV6BlockCfg;
 
 /// deploy=False: `rbr_dense` (3×3 conv + BN), `rbr_1x1` (1×1 conv + BN), `rbr_identity` (BN,
 /// only when `use_bn_first and in == out and stride == 1`).
@@ -219,24 +221,27 @@ fn equivalent_kernel_bias(
 /// `RepStageBlock(in_channels, out_channels, num_blocks, block_cfg)` with the default
 /// `bottle_block=RepVGGBlock` (`mmyolo/models/layers/yolo_bricks.py: RepStageBlock`): `conv1`
 /// (in → out), then `block`, a Sequential of `num_blocks - 1` blocks (out → out), absent when
-/// `num_blocks <= 1`.
+/// `num_blocks <= 1`. The blocks are whatever `block_cfg` builds (`RepVGGBlock` in every shipped
+/// config that uses this form; the BottleRep form is `yolov6_bricks::BottleRepStage`).
 #[derive(Debug)]
 pub struct RepStageBlock {
-    pub conv1: RepVggBlock,
-    pub block: Vec<RepVggBlock>,
+    pub conv1: YoloV6Block,
+    pub block: Vec<YoloV6Block>,
 }
 
 impl RepStageBlock {
     pub fn new(
         ctx: &Ctx,
         (cin, cout, num_blocks): (i64, i64, i64),
-        cfg: &RepVggBlockCfg,
+        cfg: &YoloV6BlockCfg,
         path: &str,
     ) -> Result<Self, ModelError> {
-        let conv1 = RepVggBlock::new(&ctx.sub("conv1"), (cin, cout, 1), cfg, path)?;
+        let block =
+            |c: &Ctx, i: i64| YoloV6Block::new(c, (i, cout), BlockPlace::InStage, cfg, path);
+        let conv1 = block(&ctx.sub("conv1"), cin)?;
         let bctx = ctx.sub("block");
         let block = (0..(num_blocks - 1).max(0))
-            .map(|i| RepVggBlock::new(&bctx.sub(i), (cout, cout, 1), cfg, path))
+            .map(|i| block(&bctx.sub(i), cout))
             .collect::<Result<_, _>>()?;
         Ok(RepStageBlock { conv1, block })
     }

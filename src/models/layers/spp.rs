@@ -7,6 +7,8 @@ use tch::Tensor;
 
 use crate::models::layers::conv_module::Fuse;
 
+use crate::export::onnx::graph::{attr_i, attr_ints, OnnxGraph, ValueId};
+use crate::export::onnx::ExportError;
 use crate::models::cfg::{Act, NormCfg};
 use crate::models::layers::conv_module::{ConvModule, ConvSpec};
 use crate::models::param::Ctx;
@@ -79,5 +81,39 @@ impl SppBottleneck {
             }
         };
         self.conv2.forward(&cat)
+    }
+
+    /// The same as ONNX `MaxPool`s (stride 1, padding k/2: max pooling pads with -inf in both).
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let pool = |g: &mut OnnxGraph, t: ValueId, k: i64| {
+            let p = k / 2;
+            g.op(
+                "MaxPool",
+                &[t],
+                vec![
+                    attr_ints("kernel_shape", &[k, k]),
+                    attr_ints("pads", &[p, p, p, p]),
+                    attr_ints("strides", &[1, 1]),
+                ],
+            )
+        };
+        let x = self.conv1.emit_onnx(g, x)?;
+        let parts = match &self.pooling {
+            Pooling::Serial(k) => {
+                let y1 = pool(g, x, *k);
+                let y2 = pool(g, y1, *k);
+                let y3 = pool(g, y2, *k);
+                vec![x, y1, y2, y3]
+            }
+            Pooling::Parallel(ks) => {
+                let mut parts = vec![x];
+                for k in ks {
+                    parts.push(pool(g, x, *k));
+                }
+                parts
+            }
+        };
+        let cat = g.op("Concat", &parts, vec![attr_i("axis", 1)]);
+        self.conv2.emit_onnx(g, cat)
     }
 }

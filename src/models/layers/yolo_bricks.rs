@@ -7,6 +7,8 @@
 
 use tch::Tensor;
 
+use crate::export::onnx::graph::{attr_i, OnnxGraph, ValueId};
+use crate::export::onnx::ExportError;
 use crate::models::cfg::{py_int, py_round, Act, NormCfg};
 use crate::models::layers::conv_module::{AnyConv, ConvModule, ConvSpec, Fuse};
 use crate::models::param::Ctx;
@@ -86,6 +88,16 @@ impl DarknetBottleneck {
         } else {
             Ok(out)
         }
+    }
+
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let y = self.conv1.emit_onnx(g, x)?;
+        let out = self.conv2.emit_onnx(g, y)?;
+        Ok(if self.add_identity {
+            g.op("Add", &[out, x], vec![])
+        } else {
+            out
+        })
     }
 }
 
@@ -175,6 +187,26 @@ impl CspLayerWithTwoConv {
             chunks.push(y);
         }
         self.final_conv.forward(&Tensor::f_cat(&chunks, 1)?)
+    }
+
+    /// `Split` (sizes as an int64 input, opset 13+) then the same chain and `Concat`.
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let mid = self.mid_channels;
+        let y = self.main_conv.emit_onnx(g, x)?;
+        let sizes = g.const_i64("split_sizes", vec![2], &[mid, mid]);
+        let mut chunks = g.op_multi(
+            "Split",
+            vec![Some(y), Some(sizes)],
+            2,
+            vec![attr_i("axis", 1)],
+        );
+        for block in &self.blocks {
+            let last = chunks[chunks.len() - 1];
+            let y = block.emit_onnx(g, last)?;
+            chunks.push(y);
+        }
+        let cat = g.op("Concat", &chunks, vec![attr_i("axis", 1)]);
+        self.final_conv.emit_onnx(g, cat)
     }
 }
 

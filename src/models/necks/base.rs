@@ -6,6 +6,8 @@
 
 use tch::{TchError, Tensor};
 
+use crate::export::onnx::graph::attr_i;
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::component::Neck;
 use crate::models::layers::conv_module::Fuse;
 use crate::models::layers::Layer;
@@ -48,6 +50,9 @@ impl Neck for YoloNeck {
     }
     fn fuse(&mut self, mode: Fuse) {
         self.fuse_layers(mode)
+    }
+    fn emit_onnx(&self, g: &mut OnnxGraph, feats: &[ValueId]) -> Result<Vec<ValueId>, ExportError> {
+        self.emit_onnx_with(g, feats, true)
     }
 }
 
@@ -94,6 +99,47 @@ impl YoloNeck {
         outs.iter()
             .zip(&self.out_layers)
             .map(|(x, layer)| apply(layer, x))
+            .collect()
+    }
+
+    /// [`YoloNeck::forward_with`] as ONNX nodes.
+    pub fn emit_onnx_with(
+        &self,
+        g: &mut OnnxGraph,
+        inputs: &[ValueId],
+        upsample_feats_cat_first: bool,
+    ) -> Result<Vec<ValueId>, ExportError> {
+        let n = self.in_channels.len();
+        let apply = |g: &mut OnnxGraph, l: &Option<Box<dyn Layer>>, x: ValueId| match l {
+            Some(l) => l.emit_onnx(g, x),
+            None => Ok(x),
+        };
+        let mut reduce_outs = Vec::with_capacity(n);
+        for (&x, l) in inputs.iter().zip(&self.reduce_layers) {
+            reduce_outs.push(apply(g, l, x)?);
+        }
+        let cat1 = vec![attr_i("axis", 1)];
+        let mut inner_outs = vec![reduce_outs[n - 1]];
+        for idx in (1..n).rev() {
+            let j = n - 1 - idx;
+            let up = self.upsample_layers[j].emit_onnx(g, inner_outs[0])?;
+            let parts = if upsample_feats_cat_first {
+                [up, reduce_outs[idx - 1]]
+            } else {
+                [reduce_outs[idx - 1], up]
+            };
+            let cat = g.op("Concat", &parts, cat1.clone());
+            inner_outs.insert(0, self.top_down_layers[j].emit_onnx(g, cat)?);
+        }
+        let mut outs = vec![inner_outs[0]];
+        for idx in 0..n - 1 {
+            let down = self.downsample_layers[idx].emit_onnx(g, outs[idx])?;
+            let cat = g.op("Concat", &[down, inner_outs[idx + 1]], cat1.clone());
+            outs.push(self.bottom_up_layers[idx].emit_onnx(g, cat)?);
+        }
+        outs.iter()
+            .zip(&self.out_layers)
+            .map(|(&x, l)| apply(g, l, x))
             .collect()
     }
 

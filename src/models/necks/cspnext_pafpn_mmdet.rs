@@ -8,6 +8,8 @@ use tch::Tensor;
 use crate::models::layers::conv_module::Fuse;
 
 use super::{BottomUpNames, BottomUpPath, Upsample};
+use crate::export::onnx::graph::attr_i;
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::cfg::check_conv_cfg;
 use crate::models::component::Neck;
 use crate::models::layers::conv_module::{ConvModule, ConvSpec};
@@ -139,6 +141,23 @@ impl Neck for MmdetPafpn {
     }
     fn fuse(&mut self, mode: Fuse) {
         MmdetPafpn::fuse(self, mode)
+    }
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        inputs: &[ValueId],
+    ) -> Result<Vec<ValueId>, ExportError> {
+        let n = self.in_channels.len();
+        let mut inner_outs = vec![inputs[n - 1]];
+        for idx in (1..n).rev() {
+            let j = n - 1 - idx;
+            let high = self.reduce_layers[j].emit_onnx(g, inner_outs[0])?;
+            let up = self.upsample.emit_onnx(g, high)?;
+            inner_outs[0] = high;
+            let cat = g.op("Concat", &[up, inputs[idx - 1]], vec![attr_i("axis", 1)]);
+            inner_outs.insert(0, self.top_down_blocks[j].emit_onnx(g, cat)?);
+        }
+        self.bottom_up.emit_onnx(g, &inner_outs)
     }
 }
 

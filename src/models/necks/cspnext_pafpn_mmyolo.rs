@@ -10,6 +10,8 @@ use tch::Tensor;
 use crate::models::layers::conv_module::Fuse;
 
 use super::{BottomUpNames, BottomUpPath, Upsample};
+use crate::export::onnx::graph::attr_i;
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::cfg::{check_conv_cfg, py_int, py_round};
 use crate::models::component::Neck;
 use crate::models::layers::conv_module::{AnyConv, ConvSpec};
@@ -198,6 +200,36 @@ impl Neck for MmyoloPafpn {
     }
     fn fuse(&mut self, mode: Fuse) {
         MmyoloPafpn::fuse(self, mode)
+    }
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        inputs: &[ValueId],
+    ) -> Result<Vec<ValueId>, ExportError> {
+        let n = self.in_channels.len();
+        let mut reduce_outs = Vec::with_capacity(n);
+        for (&x, r) in inputs.iter().zip(&self.reduce_layers) {
+            reduce_outs.push(match r {
+                Some(conv) => conv.emit_onnx(g, x)?,
+                None => x,
+            });
+        }
+        let mut inner_outs = vec![reduce_outs[n - 1]];
+        for idx in (1..n).rev() {
+            let up = self.upsample.emit_onnx(g, inner_outs[0])?;
+            let cat = g.op(
+                "Concat",
+                &[up, reduce_outs[idx - 1]],
+                vec![attr_i("axis", 1)],
+            );
+            let td = &self.top_down_layers[n - 1 - idx];
+            let mut y = td.csp.emit_onnx(g, cat)?;
+            if let Some(c) = &td.conv {
+                y = c.emit_onnx(g, y)?;
+            }
+            inner_outs.insert(0, y);
+        }
+        self.bottom_up.emit_onnx(g, &inner_outs)
     }
 }
 

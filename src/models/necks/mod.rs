@@ -3,7 +3,10 @@
 pub mod base;
 pub mod cspnext_pafpn_mmdet;
 pub mod cspnext_pafpn_mmyolo;
+pub mod ppyoloe_csppan;
 pub mod yolov5_pafpn;
+pub mod yolov6_bi_pafpn;
+pub mod yolov6_csp_rep_pafpn;
 pub mod yolov6_rep_pafpn;
 pub mod yolov7_pafpn;
 pub mod yolov8_pafpn;
@@ -11,6 +14,8 @@ pub mod yolox_pafpn;
 
 use tch::Tensor;
 
+use crate::export::onnx::graph::{attr_i, attr_s};
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::layers::conv_module::{AnyConv, ConvSpec, Fuse};
 use crate::models::layers::csp_layer::{CspArgs, CspLayer};
 use crate::models::param::Ctx;
@@ -45,6 +50,23 @@ impl Upsample {
         let oh = (h as f64 * self.scale).floor() as i64;
         let ow = (w as f64 * self.scale).floor() as i64;
         x.f_upsample_nearest2d([oh, ow], Some(self.scale), Some(self.scale))
+    }
+
+    /// ONNX `Resize` (nearest, `asymmetric` + `floor`: source index `floor(dst / scale)`, as
+    /// PyTorch's `nearest` computes it; the output size is `floor(H * scale)` in both).
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let s = self.scale as f32;
+        let scales = g.const_f32("upsample_scales", vec![4], &[1.0, 1.0, s, s]);
+        Ok(g.op_multi(
+            "Resize",
+            vec![Some(x), None, Some(scales)],
+            1,
+            vec![
+                attr_s("coordinate_transformation_mode", "asymmetric"),
+                attr_s("mode", "nearest"),
+                attr_s("nearest_mode", "floor"),
+            ],
+        )[0])
     }
 }
 
@@ -140,6 +162,23 @@ impl BottomUpPath {
             .map(|(x, c)| c.forward(x))
             .collect()
     }
+
+    pub fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        inner_outs: &[ValueId],
+    ) -> Result<Vec<ValueId>, ExportError> {
+        let mut outs = vec![inner_outs[0]];
+        for (idx, (down, block)) in self.downsamples.iter().zip(&self.blocks).enumerate() {
+            let d = down.emit_onnx(g, outs[idx])?;
+            let cat = g.op("Concat", &[d, inner_outs[idx + 1]], vec![attr_i("axis", 1)]);
+            outs.push(block.emit_onnx(g, cat)?);
+        }
+        outs.iter()
+            .zip(&self.out_convs)
+            .map(|(&x, c)| c.emit_onnx(g, x))
+            .collect()
+    }
 }
 
 impl crate::models::layers::Layer for Upsample {
@@ -147,4 +186,7 @@ impl crate::models::layers::Layer for Upsample {
         Upsample::forward(self, x)
     }
     fn fuse(&mut self, _mode: Fuse) {}
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        Upsample::emit_onnx(self, g, x)
+    }
 }

@@ -1,8 +1,8 @@
 //! Arguments of mmyolo's `RepVGGBlock` (`mmyolo/models/layers/yolo_bricks.py:
 //! RepVGGBlock.__init__`) as YOLOv6's modules receive them in `block_cfg`: the callers add
 //! `in_channels`/`out_channels` (and, in the backbone, `kernel_size=3, stride=2`), so those are
-//! not config keys here. Only `RepVGGBlock` builds YOLOv6 n/t/s; the m/l `ConvWrapper` blocks
-//! belong to `YOLOv6CSPBep`, which mmcompat does not implement.
+//! not config keys here. YOLOv6's modules read their `block_cfg` through
+//! `yolov6_block::YoloV6BlockCfg` (`RepVGGBlock` or `ConvWrapper`).
 
 use serde::{Deserialize, Serialize};
 

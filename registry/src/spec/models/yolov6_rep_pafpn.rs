@@ -1,18 +1,21 @@
 //! Arguments of mmyolo's `YOLOv6RepPAFPN` (`mmyolo/models/necks/yolov6_pafpn.py:
-//! YOLOv6RepPAFPN.__init__`, on `mmyolo/models/necks/base_yolo_neck.py: BaseYOLONeck`).
+//! YOLOv6RepPAFPN.__init__`, on `mmyolo/models/necks/base_yolo_neck.py: BaseYOLONeck`) and of
+//! YOLOv6 3.0's `YOLOv6RepBiPAFPN` (same file), whose `__init__` takes the same keywords (its
+//! `in_channels` has one more, finer level: the BiFusion's extra input).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::defaults as d;
-use super::rep_vgg_block::{relu_inplace, RepVggBlockCfg};
+use super::rep_vgg_block::relu_inplace;
+use super::yolov6_block::{repvgg_block_value, YoloV6BlockCfg};
 use super::yolov8_pafpn::ChannelsCfg;
 use crate::spec::layers::{ActCfg, NormCfg};
 use crate::spec::model::{ComponentCtx, Parsed};
 use crate::spec::parse::{join, parse_section};
 use crate::spec::SpecError;
 
-fn twelve() -> i64 {
+pub(crate) fn twelve() -> i64 {
     12
 }
 
@@ -39,16 +42,21 @@ pub struct YoloV6RepPafpnCfg {
     pub norm_cfg: NormCfg,
     #[serde(default = "relu_inplace")]
     pub act_cfg: ActCfg,
-    #[serde(default)]
-    pub block_cfg: RepVggBlockCfg,
+    /// As given; [`Self::block`] is its typed form.
+    #[serde(default = "repvgg_block_value")]
+    pub block_cfg: Value,
     #[serde(default)]
     pub init_cfg: Option<Value>,
+    /// `block_cfg` parsed by the spec stage (`YoloV6BlockCfg::parse`).
+    #[serde(skip)]
+    pub block: YoloV6BlockCfg,
 }
 
 fn parse_rep_pafpn(ctx: &ComponentCtx<'_>, value: &Value, path: &str) -> Result<Parsed, SpecError> {
-    let cfg: YoloV6RepPafpnCfg = parse_section(value, ctx.type_name, path)?;
-    cfg.block_cfg.validate(&join(path, "block_cfg"))?;
+    let mut cfg: YoloV6RepPafpnCfg = parse_section(value, ctx.type_name, path)?;
+    cfg.block = YoloV6BlockCfg::parse(&cfg.block_cfg, &join(path, "block_cfg"))?;
     Ok((Box::new(cfg), Vec::new()))
 }
 
 crate::register_component!(scope: "mmyolo", name: "YOLOv6RepPAFPN", kind: Neck, parse: parse_rep_pafpn);
+crate::register_component!(scope: "mmyolo", name: "YOLOv6RepBiPAFPN", kind: Neck, parse: parse_rep_pafpn);

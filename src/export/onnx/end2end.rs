@@ -1,0 +1,407 @@
+//! `--end2end`: the head's `predict_by_feat` up to (not including) the rescale to the original
+//! image, as standard ONNX ops, giving mmdeploy's outputs: `dets [B, N, 5]` (x1, y1, x2, y2,
+//! score, in network-input pixels) and `labels [B, N]` (int64), `N = max_per_img`, rows sorted by
+//! descending score, rows past an image's detections zero with label -1 (mmdeploy's
+//! `select_nms_index` pads the same way).
+//!
+//! Mirrors `crate::postprocess` (mmyolo `YOLOv5Head.predict_by_feat` as RTMDet uses it, mmdet
+//! `BaseDenseHead._predict_by_feat_single`) step by step: sigmoid, the top `nms_pre` candidates
+//! over all levels (mmyolo) or per level (mmdet) above `score_thr` (ONNX `TopK` sorts by value,
+//! ties by index, as our host sort), the point priors as constants, `distance2bbox` (mmdet: clamped
+//! to the input size), then mmcv `batched_nms` and the first `max_per_img`.
+//!
+//! NMS: ONNX `NonMaxSuppression` runs one greedy NMS per (image, class) with strict `iou >
+//! iou_threshold` and offset-0 areas, like mmcv's `nms`; its candidates are ours with their score
+//! in their own class's row (other rows below the score threshold). mmcv's `batched_nms`
+//! additionally offsets every box by `label * (max_coordinate + 1)` and computes the IoUs on those
+//! float32-rounded coordinates; the graph adds the same offsets, so the IoUs round the same. mmcv
+//! runs per-class NMS from `split_thr` (10000) boxes on and one NMS over all offset boxes below it:
+//! the two differ only when offset boxes of different classes overlap, which needs boxes with
+//! negative coordinates and an IoU above the threshold across the class boundary; the graph always
+//! runs per class. The rescale (`pad_param`, `scale_factor`) and mmyolo's clamp to the original
+//! image stay outside (they depend on each image; the `.preprocess.json` says how): IoUs are
+//! invariant under that translation and axis scaling, up to float32 rounding.
+
+use super::graph::{attr_i, OnnxGraph, ValueId};
+use super::{ExportError, OnnxHeadOutputs};
+use crate::models::{Detector, Flavour};
+use crate::postprocess::TestCfg;
+
+/// Score of rows that are not (or no longer) candidates: below any sigmoid score.
+const NOT_A_CANDIDATE: f32 = -1.0;
+
+/// One level's geometry (from a forward pass on the export size).
+#[derive(Debug, Clone, Copy)]
+pub struct LevelShape {
+    pub h: i64,
+    pub w: i64,
+    pub stride: (f64, f64),
+}
+
+/// What [`emit`] returns: `(dets, labels)`.
+pub struct End2EndOutputs {
+    pub dets: ValueId,
+    pub labels: ValueId,
+    pub max_per_img: i64,
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ExportError {
+    ExportError::InvalidOption {
+        option: "--end2end",
+        message: format!("test_cfg.{key}: {}", message.into()),
+    }
+}
+
+fn i64s(g: &mut OnnxGraph, v: &[i64]) -> ValueId {
+    g.const_i64("shape", vec![v.len() as i64], v)
+}
+
+/// `ReduceMax` over `axes` with `keepdims` (axes moved from attribute to input in opset 18).
+fn reduce_max(g: &mut OnnxGraph, x: ValueId, axes: &[i64]) -> ValueId {
+    if g.opset() >= 18 {
+        let a = i64s(g, axes);
+        g.op("ReduceMax", &[x, a], vec![attr_i("keepdims", 1)])
+    } else {
+        g.op(
+            "ReduceMax",
+            &[x],
+            vec![super::graph::attr_ints("axes", axes), attr_i("keepdims", 1)],
+        )
+    }
+}
+
+/// `[B, ch, H, W]` → `[B, H·W, ch]`.
+fn flatten_level(g: &mut OnnxGraph, x: ValueId, ch: i64, hw: i64) -> ValueId {
+    let shape = i64s(g, &[0, ch, hw]);
+    let r = g.op("Reshape", &[x, shape], vec![]);
+    g.op(
+        "Transpose",
+        &[r],
+        vec![super::graph::attr_ints("perm", &[0, 2, 1])],
+    )
+}
+
+/// `(px, py, px, py)` of every prior of a level, row-major with x fastest, in float32 as
+/// `MlvlPointGenerator` computes them.
+fn priors(level: &LevelShape, offset: f64) -> Vec<f32> {
+    let (sw, sh) = (level.stride.0 as f32, level.stride.1 as f32);
+    let mut v = Vec::with_capacity((level.h * level.w * 4) as usize);
+    for y in 0..level.h {
+        for x in 0..level.w {
+            let px = (x as f32 + offset as f32) * sw;
+            let py = (y as f32 + offset as f32) * sh;
+            v.extend([px, py, px, py]);
+        }
+    }
+    v
+}
+
+/// Top `k` of `scores [B, M]` (sorted), their values, indices and the `> score_thr` mask.
+fn top_candidates(
+    g: &mut OnnxGraph,
+    scores: ValueId,
+    k: i64,
+    score_thr: f32,
+) -> (ValueId, ValueId, ValueId) {
+    let kk = i64s(g, &[k]);
+    let tk = g.op_multi(
+        "TopK",
+        vec![Some(scores), Some(kk)],
+        2,
+        vec![attr_i("axis", 1), attr_i("largest", 1), attr_i("sorted", 1)],
+    );
+    let thr = g.const_f32("score_thr", vec![], &[score_thr]);
+    let mask = g.op("Greater", &[tk[0], thr], vec![]);
+    (tk[0], tk[1], mask)
+}
+
+/// Gathers the rows of boxes `x [B, M, 4]` at `idx [B, K]` (`GatherElements` on the index
+/// expanded to `[B, K, 4]`; `GatherND` with `batch_dims` is less widely implemented).
+fn gather_rows(g: &mut OnnxGraph, x: ValueId, idx: ValueId) -> ValueId {
+    let axes = i64s(g, &[2]);
+    let idx3 = g.op("Unsqueeze", &[idx, axes], vec![]);
+    let four = i64s(g, &[1, 1, 4]);
+    let idx4 = g.op("Expand", &[idx3, four], vec![]);
+    g.op("GatherElements", &[x, idx4], vec![attr_i("axis", 1)])
+}
+
+/// Appends decoding, NMS and the final selection after the raw head outputs (float32 values).
+pub fn emit(
+    g: &mut OnnxGraph,
+    det: &Detector,
+    cfg: &TestCfg,
+    heads: &OnnxHeadOutputs,
+    levels: &[LevelShape],
+) -> Result<End2EndOutputs, ExportError> {
+    let flavour = det.flavour();
+    let c = det.num_classes();
+    let offset = det.prior_offset();
+    if !heads.objectnesses.is_empty() {
+        return Err(ExportError::unsupported(
+            "end-to-end decoding of objectness heads",
+            "dense head",
+        ));
+    }
+    // `_bbox_post_process` filters on the rescaled boxes; only 0 ("non-empty") is independent
+    // of each image's scale factor, so only 0 can live in the graph.
+    let min_size_zero = match cfg.min_bbox_size {
+        Some(m) if m > 0.0 => {
+            return Err(invalid(
+                "min_bbox_size",
+                format!(
+                    "{m} depends on each image's scale factor; only 0 or absent can be exported"
+                ),
+            ))
+        }
+        Some(m) => m == 0.0,
+        None => false,
+    };
+    let max_per_img = cfg.max_per_img.ok_or_else(|| {
+        invalid(
+            "max_per_img",
+            "required (upstream reads it as an attribute)",
+        )
+    })?;
+    if max_per_img <= 0 {
+        return Err(invalid(
+            "max_per_img",
+            format!("must be positive, got {max_per_img}"),
+        ));
+    }
+    let cat1 =
+        |g: &mut OnnxGraph, parts: &[ValueId]| g.op("Concat", parts, vec![attr_i("axis", 1)]);
+
+    // Per level: scores [B, HW, C] (sigmoid), boxes [B, HW, 4] decoded.
+    let mut level_scores = Vec::new();
+    let mut level_boxes = Vec::new();
+    let input_h = levels
+        .first()
+        .map(|l| l.h as f64 * l.stride.1)
+        .unwrap_or(0.0) as f32;
+    let input_w = levels
+        .first()
+        .map(|l| l.w as f64 * l.stride.0)
+        .unwrap_or(0.0) as f32;
+    for (i, level) in levels.iter().enumerate() {
+        let hw = level.h * level.w;
+        let s = flatten_level(g, heads.cls_scores[i], c, hw);
+        level_scores.push(g.op("Sigmoid", &[s], vec![]));
+        let mut d = flatten_level(g, heads.bbox_preds[i], 4, hw);
+        if flavour == Flavour::Mmyolo {
+            // DistancePointBBoxCoder.decode: `pred_bboxes * stride` first (mmyolo's raw
+            // distances are in stride units).
+            let st = g.const_f32("stride", vec![], &[level.stride.0 as f32]);
+            d = g.op("Mul", &[d, st], vec![]);
+        }
+        // distance2bbox: (px - l, py - t, px + r, py + b) as priors + d * (-1, -1, 1, 1).
+        let sign = g.const_f32("ltrb_sign", vec![4], &[-1.0, -1.0, 1.0, 1.0]);
+        let sd = g.op("Mul", &[d, sign], vec![]);
+        let p = g.const_f32("priors", vec![1, hw, 4], &priors(level, offset));
+        let mut b = g.op("Add", &[p, sd], vec![]);
+        if flavour == Flavour::Mmdet {
+            // max_shape = img_shape (the padded input): x in [0, W], y in [0, H].
+            let zero = g.const_f32("zero", vec![], &[0.0]);
+            let hi = g.const_f32("max_shape", vec![4], &[input_w, input_h, input_w, input_h]);
+            b = g.op("Max", &[b, zero], vec![]);
+            b = g.op("Min", &[b, hi], vec![]);
+        }
+        level_boxes.push(b);
+    }
+
+    let score_thr = match flavour {
+        // mmyolo: `cfg.get('score_thr', -1)`; mmdet: `cfg.get('score_thr', 0)`.
+        Flavour::Mmyolo => cfg.score_thr.unwrap_or(-1.0) as f32,
+        Flavour::Mmdet => cfg.score_thr.unwrap_or(0.0) as f32,
+    };
+    // Candidates: values [B, K], boxes [B, K, 4], labels [B, K] (int64), mask [B, K].
+    let (values, boxes, labels, mask, k_cands) = match flavour {
+        Flavour::Mmyolo => {
+            let multi_label = cfg
+                .multi_label
+                .ok_or_else(|| invalid("multi_label", "required by mmyolo's predict_by_feat"))?
+                && c > 1;
+            let nms_pre = cfg.nms_pre.unwrap_or(100_000);
+            let scores = cat1(g, &level_scores);
+            let all_boxes = cat1(g, &level_boxes);
+            let p: i64 = levels.iter().map(|l| l.h * l.w).sum();
+            if multi_label {
+                // flat index = prior * C + class, over all levels jointly.
+                let shape = i64s(g, &[0, p * c]);
+                let flat = g.op("Reshape", &[scores, shape], vec![]);
+                let k = nms_pre.clamp(0, p * c).max(1);
+                let (v, idx, mask) = top_candidates(g, flat, k, score_thr);
+                let cc = g.const_i64("num_classes", vec![], &[c]);
+                let prior = g.op("Div", &[idx, cc], vec![]);
+                let label = g.op("Mod", &[idx, cc], vec![]);
+                let b = gather_rows(g, all_boxes, prior);
+                (v, b, label, mask, k)
+            } else {
+                // scores.max(1): the first maximum's class.
+                let axes = [2];
+                let best = reduce_max(g, scores, &axes);
+                let sq = i64s(g, &axes);
+                let best = g.op("Squeeze", &[best, sq], vec![]);
+                let arg = g.op(
+                    "ArgMax",
+                    &[scores],
+                    vec![attr_i("axis", 2), attr_i("keepdims", 0)],
+                );
+                let k = nms_pre.clamp(0, p).max(1);
+                let (v, idx, mask) = top_candidates(g, best, k, score_thr);
+                let b = gather_rows(g, all_boxes, idx);
+                let label = g.op("GatherElements", &[arg, idx], vec![attr_i("axis", 1)]);
+                (v, b, label, mask, k)
+            }
+        }
+        Flavour::Mmdet => {
+            // Per level: the top `nms_pre` of (H·W·C) scores (flat index = hw * C + class).
+            let nms_pre = cfg.nms_pre.unwrap_or(-1);
+            let (mut vs, mut bs, mut ls, mut ms, mut total) = (vec![], vec![], vec![], vec![], 0);
+            for (i, level) in levels.iter().enumerate() {
+                let n = level.h * level.w * c;
+                let shape = i64s(g, &[0, n]);
+                let flat = g.op("Reshape", &[level_scores[i], shape], vec![]);
+                let k = if nms_pre > 0 { nms_pre.min(n) } else { n };
+                total += k;
+                let (v, idx, mask) = top_candidates(g, flat, k, score_thr);
+                let cc = g.const_i64("num_classes", vec![], &[c]);
+                let prior = g.op("Div", &[idx, cc], vec![]);
+                ls.push(g.op("Mod", &[idx, cc], vec![]));
+                bs.push(gather_rows(g, level_boxes[i], prior));
+                vs.push(v);
+                ms.push(mask);
+            }
+            (
+                cat1(g, &vs),
+                cat1(g, &bs),
+                cat1(g, &ls),
+                cat1(g, &ms),
+                total,
+            )
+        }
+    };
+
+    let mask = if min_size_zero {
+        // (x2 - x1) > 0 and (y2 - y1) > 0, on the boxes before the (positive) rescale.
+        let two = i64s(g, &[2, 2]);
+        let halves = g.op_multi(
+            "Split",
+            vec![Some(boxes), Some(two)],
+            2,
+            vec![attr_i("axis", 2)],
+        );
+        let wh = g.op("Sub", &[halves[1], halves[0]], vec![]);
+        let zero = g.const_f32("zero", vec![], &[0.0]);
+        let pos = g.op("Greater", &[wh, zero], vec![]);
+        let pos = g.op(
+            "Cast",
+            &[pos],
+            vec![attr_i("to", i64::from(super::proto::data_type::INT32))],
+        );
+        let axes = i64s(g, &[2]);
+        let both = if g.opset() >= 18 {
+            g.op("ReduceMin", &[pos, axes], vec![attr_i("keepdims", 0)])
+        } else {
+            g.op(
+                "ReduceMin",
+                &[pos],
+                vec![super::graph::attr_ints("axes", &[2]), attr_i("keepdims", 0)],
+            )
+        };
+        let both = g.op(
+            "Cast",
+            &[both],
+            vec![attr_i("to", i64::from(super::proto::data_type::BOOL))],
+        );
+        g.op("And", &[mask, both], vec![])
+    } else {
+        mask
+    };
+    let not_cand = g.const_f32("not_a_candidate", vec![], &[NOT_A_CANDIDATE]);
+    let values = g.op("Where", &[mask, values, not_cand], vec![]);
+    let nms_cfg = cfg.nms.as_ref();
+    let k_axes = i64s(g, &[2]);
+    let mask3 = g.op("Unsqueeze", &[mask, k_axes], vec![]);
+    // mmcv batched_nms: boxes + label * (max over the candidates' coordinates + 1).
+    let nms_boxes = match nms_cfg {
+        Some(n) if !n.class_agnostic => {
+            let ninf = g.const_f32("minus_inf", vec![], &[f32::NEG_INFINITY]);
+            let masked = g.op("Where", &[mask3, boxes, ninf], vec![]);
+            let maxc = reduce_max(g, masked, &[1, 2]);
+            let one = g.const_f32("one", vec![], &[1.0]);
+            let step = g.op("Add", &[maxc, one], vec![]);
+            let lf = g.op(
+                "Cast",
+                &[labels],
+                vec![attr_i("to", i64::from(super::proto::data_type::FLOAT))],
+            );
+            let lf = g.op("Unsqueeze", &[lf, k_axes], vec![]);
+            let off = g.op("Mul", &[lf, step], vec![]);
+            g.op("Add", &[boxes, off], vec![])
+        }
+        _ => boxes,
+    };
+    // Scores for NonMaxSuppression [B, C, K]: a candidate's score in its class row.
+    let classes: Vec<i64> = (0..c).collect();
+    let class_ids = g.const_i64("class_ids", vec![1, 1, c], &classes);
+    let l3 = g.op("Unsqueeze", &[labels, k_axes], vec![]);
+    let is_class = g.op("Equal", &[l3, class_ids], vec![]);
+    let v3 = g.op("Unsqueeze", &[values, k_axes], vec![]);
+    let per_class = g.op("Where", &[is_class, v3, not_cand], vec![]);
+    let per_class = g.op(
+        "Transpose",
+        &[per_class],
+        vec![super::graph::attr_ints("perm", &[0, 2, 1])],
+    );
+
+    let kept = match nms_cfg {
+        Some(n) => {
+            let k_total = g.const_i64(
+                "max_output_boxes_per_class",
+                vec![1],
+                &[i64::from(i32::MAX)],
+            );
+            let iou = g.const_f32("iou_threshold", vec![1], &[n.iou_threshold]);
+            // Half-way between NOT_A_CANDIDATE and the lowest sigmoid score.
+            let sthr = g.const_f32("nms_score_threshold", vec![1], &[NOT_A_CANDIDATE / 2.0]);
+            let sel = g.op(
+                "NonMaxSuppression",
+                &[nms_boxes, per_class, k_total, iou, sthr],
+                vec![attr_i("center_point_box", 0)],
+            );
+            // [M, 3] (image, class, candidate) → keep the image's candidate scores, others -1.
+            let cols = g.const_i64("image_and_candidate", vec![2], &[0, 2]);
+            let bk = g.op("Gather", &[sel, cols], vec![attr_i("axis", 1)]);
+            let upd = g.op("GatherND", &[values, bk], vec![]);
+            let shape = g.op("Shape", &[values], vec![]);
+            let fill = g.op("Expand", &[not_cand, shape], vec![]);
+            g.op("ScatterND", &[fill, bk, upd], vec![])
+        }
+        None => values,
+    };
+    // max_per_img (and mmcv's max_num, applied first with the same order) by descending score.
+    let k_out = match nms_cfg.and_then(|n| n.max_num) {
+        Some(m) => max_per_img.min(m as i64),
+        None => max_per_img,
+    };
+    let k_out = k_out.min(k_cands).max(1);
+    let (top, top_idx, valid) = top_candidates(g, kept, k_out, NOT_A_CANDIDATE / 2.0);
+    let out_boxes = gather_rows(g, boxes, top_idx);
+    let out_labels = g.op(
+        "GatherElements",
+        &[labels, top_idx],
+        vec![attr_i("axis", 1)],
+    );
+    let t3 = g.op("Unsqueeze", &[top, k_axes], vec![]);
+    let dets = g.op("Concat", &[out_boxes, t3], vec![attr_i("axis", 2)]);
+    let valid3 = g.op("Unsqueeze", &[valid, k_axes], vec![]);
+    let zero = g.const_f32("zero", vec![], &[0.0]);
+    let dets = g.op("Where", &[valid3, dets, zero], vec![]);
+    let minus_one = g.const_i64("no_label", vec![], &[-1]);
+    let labels = g.op("Where", &[valid, out_labels, minus_one], vec![]);
+    Ok(End2EndOutputs {
+        dets,
+        labels,
+        max_per_img: k_out,
+    })
+}

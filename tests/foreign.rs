@@ -1,0 +1,139 @@
+//! Foreign checkpoints through the CLI (issue 15): `detect --weights` on a Megvii YOLOX `.pth` and
+//! a Meituan YOLOv6 v2 `.pt` gives the detections that the real `init_detector` +
+//! `inference_detector` gave on the files mmyolo's `yolox_to_mmyolo.py` / `yolov6_to_mmyolo.py`
+//! converted from them (tests/fixtures/foreign/*_detections.json, written by
+//! tests/fixtures/generate/make_foreign_refs.py with the same config, `--cfg-options` and
+//! images); `inspect` names the adapter that applies.
+
+use std::path::PathBuf;
+
+use mmcompat::inferencer::Detection;
+use serde_json::Value;
+
+use crate::cli::ok_stdout;
+use crate::inference::{assert_same_detections, roots};
+
+const IMAGES: [&str; 3] = ["astronaut", "chelsea", "coffee"];
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/foreign")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn read_json(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
+}
+
+/// `mmcompat detect` on the three photographs with the reference's config and `--cfg-options`;
+/// every image's detections equal the reference's.
+fn check_detect(weights: &str, refs: &str) {
+    let refs = read_json(refs);
+    let roots = roots();
+    let config = refs["config"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("mmyolo::")
+        .unwrap();
+    let mut args: Vec<String> = vec![
+        "detect".into(),
+        "--config".into(),
+        roots.dirs("mmyolo")[0].join(config).display().to_string(),
+        "--weights".into(),
+        fixture(weights),
+        "--scope".into(),
+        "mmyolo".into(),
+        "--device".into(),
+        "cpu".into(),
+        "--json".into(),
+    ];
+    for pkg in ["mmyolo", "mmdet", "mmrazor"] {
+        args.push("--config-root".into());
+        args.push(format!("{pkg}={}", roots.dirs(pkg)[0].display()));
+    }
+    let images = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inference/images");
+    args.extend(
+        IMAGES
+            .iter()
+            .map(|i| images.join(format!("{i}.png")).display().to_string()),
+    );
+    // Images first: `--cfg-options` takes every value after it.
+    args.push("--cfg-options".into());
+    for (k, v) in refs["cfg_options"].as_object().unwrap() {
+        let v = match v {
+            Value::Bool(b) => b.to_string(),
+            other => other.to_string(),
+        };
+        args.push(format!("{k}={v}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let lines: Vec<Value> = ok_stdout(&args)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), IMAGES.len());
+    let mut total = 0;
+    for (line, image) in lines.iter().zip(IMAGES) {
+        assert!(line["image"].as_str().unwrap().contains(image));
+        let dets: Vec<Detection> = line["detections"]
+            .as_array()
+            .expect("detections")
+            .iter()
+            .map(|d| {
+                let b: Vec<f32> = d["bbox"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+                    .collect();
+                Detection {
+                    bbox: [b[0], b[1], b[2], b[3]],
+                    score: d["score"].as_f64().unwrap() as f32,
+                    label: d["label"].as_u64().unwrap() as usize,
+                    class_name: d["class"].as_str().unwrap_or_default().to_string(),
+                }
+            })
+            .collect();
+        total += dets.len();
+        assert_same_detections(&format!("{weights} {image}"), &dets, &refs[image]);
+    }
+    assert!(total > 0, "{weights}: the references have detections");
+}
+
+#[test]
+fn detect_on_a_yolox_pth_matches_the_converted_files_references() {
+    check_detect("yolox_tiny.pth", "yolox_tiny_detections.json");
+}
+
+#[test]
+fn detect_on_a_yolov6_pt_matches_the_converted_files_references() {
+    check_detect("yolov6v2_tiny.pt", "yolov6v2_tiny_detections.json");
+}
+
+#[test]
+fn detect_on_a_yolov5_pt_matches_the_converted_files_references() {
+    check_detect("yolov5_tiny.pt", "yolov5_tiny_detections.json");
+}
+
+#[test]
+fn inspect_names_the_adapter_that_applies() {
+    for (file, adapter) in [
+        ("yolox_tiny.pth", "megvii.yolox"),
+        ("yolov6v2_tiny.pt", "meituan.yolov6"),
+        ("yolov6v3_tiny.pt", "meituan.yolov6_v3"),
+        ("yolov5_tiny.pt", "ultralytics.yolov5"),
+    ] {
+        let text = ok_stdout(&["inspect", &fixture(file)]);
+        assert!(
+            text.contains(&format!("adapter {adapter} applies (high)")),
+            "{file}: {text}"
+        );
+    }
+    let text = ok_stdout(&["inspect", &fixture("yolov6v2_tiny.pt")]);
+    assert!(
+        text.contains("module tree model: yolov6.models.yolo.Model ("),
+        "{text}"
+    );
+}
