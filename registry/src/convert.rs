@@ -16,7 +16,7 @@ use crate::adapter::{
     EmaChoice, FitError, FitRequest, Report,
 };
 use crate::checkpoint::{write_pth, write_safetensors, Checkpoint, CheckpointError, TensorData};
-use crate::config::{Config, Value};
+use crate::config::Config;
 
 /// What `mmcompat convert` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -224,82 +224,8 @@ pub fn python_config_text(cfg: &Config) -> String {
     for (k, v) in cfg.tree() {
         out.push_str(k);
         out.push_str(" = ");
-        python_literal(v, &mut out);
+        out.push_str(&crate::export::python::one_line(v));
         out.push('\n');
     }
     out
-}
-
-const PY_KEYWORDS: &[&str] = &[
-    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
-    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
-    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
-    "with", "yield",
-];
-
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
-        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
-        && !PY_KEYWORDS.contains(&s)
-}
-
-fn python_str(s: &str, out: &mut String) {
-    // A JSON string literal is a valid Python string literal (same escapes, \uXXXX included).
-    out.push_str(&serde_json::Value::String(s.to_owned()).to_string());
-}
-
-/// Writes `v` as a Python literal (`dict(...)` when every key is an identifier, like mmengine's
-/// pretty_text).
-pub fn python_literal(v: &Value, out: &mut String) {
-    match v {
-        Value::None => out.push_str("None"),
-        Value::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
-        Value::Int(i) => out.push_str(&i.to_string()),
-        Value::Float(f) if f.is_nan() => out.push_str("float('nan')"),
-        Value::Float(f) if f.is_infinite() => out.push_str(if *f > 0.0 {
-            "float('inf')"
-        } else {
-            "float('-inf')"
-        }),
-        Value::Float(f) => {
-            let s = format!("{f:?}");
-            out.push_str(&s);
-        }
-        Value::Str(s) => python_str(s, out),
-        Value::List(items) | Value::Tuple(items) => {
-            let tuple = matches!(v, Value::Tuple(_));
-            out.push(if tuple { '(' } else { '[' });
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                python_literal(item, out);
-            }
-            if tuple && items.len() == 1 {
-                out.push(',');
-            }
-            out.push(if tuple { ')' } else { ']' });
-        }
-        Value::Dict(d) => {
-            let as_call = d.keys().all(|k| is_identifier(k));
-            out.push_str(if as_call { "dict(" } else { "{" });
-            for (i, (k, val)) in d.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                if as_call {
-                    out.push_str(k);
-                    out.push('=');
-                } else {
-                    python_str(k, out);
-                    out.push_str(": ");
-                }
-                python_literal(val, out);
-            }
-            out.push_str(if as_call { ")" } else { "}" });
-        }
-    }
 }
