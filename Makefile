@@ -10,7 +10,7 @@ DEMO_SCENES ?= tests/fixtures/demo/scenes
 DEMO_SCORE_THR ?= 0.5
 DEMO_OUT ?= out/demo
 
-.PHONY: setup demo test fixtures bench fmt lint
+.PHONY: setup demo test test-python fixtures bench fmt lint
 
 setup:
 	./scripts/setup-libtorch.sh
@@ -33,6 +33,12 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	INSTA_UPDATE=no $(CARGO) test --workspace
+	$(MAKE) test-python
+
+# The Python package (bindings/): wheel built with maturin on the artifacts `cargo test
+# --workspace` left in target/, installed into target/pyvenv next to the torch of .libtorch/, pytest.
+test-python: setup
+	CARGO=$(CARGO) ./scripts/test-python.sh
 
 fixtures:
 	./tests/fixtures/generate/generate_all.sh

@@ -157,25 +157,10 @@ pub enum Command {
     /// Detect objects in images with an mmdet/mmyolo config (a distillation config runs its
     /// student) and a checkpoint (adapters chosen automatically, strict load).
     Detect {
-        /// The model config (.py or .toml). Default: the training config the checkpoint
-        /// carries (meta.cfg, written by mmengine's Runner); stderr says when it is used.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// A model name from the packages' metafiles, as DetInferencer(model=NAME) takes: a
-        /// config name (rtmdet_tiny_syncbn_fast_8xb32-300e_coco) or an alias (rtmdet-t). Its
-        /// config, and its published weights from the torch.hub cache
-        /// ($TORCH_HOME/hub/checkpoints), downloaded with a hash check when absent.
-        #[arg(long, value_name = "NAME", conflicts_with = "config")]
-        model: Option<String>,
-        /// The checkpoint (.pth or .safetensors). With --model: instead of the published weights.
-        #[arg(long, required_unless_present = "model")]
-        weights: Option<PathBuf>,
-        /// Scope for type resolution (default: the config's default_scope).
-        #[arg(long)]
-        scope: Option<String>,
-        /// cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        #[command(flatten)]
+        model: model::ModelArgs,
+        #[command(flatten)]
+        run: model::RunArgs,
         /// Keep only detections with score > T (JSON and drawings). Default: everything the
         /// model's test_cfg keeps in the JSON, and 0.3 for the drawings.
         #[arg(long, value_name = "T")]
@@ -186,25 +171,6 @@ pub enum Command {
         /// One JSON object per image per line on stdout.
         #[arg(long)]
         json: bool,
-        /// Use these adapters in order instead of choosing automatically (repeatable).
-        #[arg(long = "adapter", value_name = "NAME")]
-        adapter: Vec<String>,
-        /// Load even when some weights are missing (warns with the coverage %).
-        #[arg(long)]
-        non_strict: bool,
-        #[command(flatten)]
-        adapters: AdapterArgs,
-        /// fp16 weights and activations (CUDA only).
-        #[arg(long)]
-        half: bool,
-        /// Fold batch norms into the preceding convolutions: faster; outputs then differ from
-        /// PyTorch's by float32 rounding (the default runs conv → BN exactly as PyTorch does).
-        #[arg(long)]
-        fold_bn: bool,
-        /// Refuse images whose header declares more pixels (default 2^30, as OpenCV's
-        /// CV_IO_MAX_IMAGE_PIXELS): a guard against decompression bombs.
-        #[arg(long, value_name = "N", default_value_t = mmcompat::preprocess::DEFAULT_MAX_IMAGE_PIXELS)]
-        max_image_pixels: u64,
         /// More images: a file of paths, one a line (`-`: stdin), read as the run goes.
         #[arg(long, value_name = "FILE")]
         list: Option<PathBuf>,
@@ -221,10 +187,6 @@ pub enum Command {
         /// which were false ("7/7 objects found, 0 false"), then the total, on stderr.
         #[arg(long, value_name = "COCO_JSON")]
         ground_truth: Option<PathBuf>,
-        #[command(flatten)]
-        roots: ConfigRootArgs,
-        #[command(flatten)]
-        cfg_options: CfgOptionsArgs,
         /// Image files or folders (searched recursively).
         #[arg(required_unless_present = "list", value_name = "IMAGE_OR_DIR")]
         inputs: Vec<PathBuf>,
@@ -360,51 +322,25 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Detect {
-            config,
             model,
-            weights,
-            scope,
-            device,
+            run,
             score_thr,
             out_dir,
             json,
-            adapter,
-            non_strict,
-            adapters,
-            half,
-            fold_bn,
-            max_image_pixels,
             list,
             output,
             resume,
-            roots,
-            cfg_options,
             ground_truth,
             inputs,
         } => {
-            use mmcompat::inferencer::{run_detect, DetectOptions};
-            let roots = roots.roots()?;
-            let (config, weights) =
-                model::detect_inputs(model.as_deref(), config, weights, scope.as_deref(), &roots)?;
-            let (config, loaded_config) =
-                cfg::detect_config(config, &weights, &roots, &cfg_options)?;
-            let mut opts = DetectOptions::new(config, weights, inputs);
-            opts.loaded_config = loaded_config;
-            opts.scope = scope;
-            opts.device = device;
+            use mmcompat::inferencer::run_detect;
+            let mut opts = model::detect_options(&model, run, inputs)?;
             opts.score_thr = score_thr;
             if let Some(t) = score_thr {
                 opts.draw_score_thr = t;
             }
             opts.out_dir = out_dir;
             opts.json = json;
-            opts.adapter_chain = adapter;
-            opts.adapter_set = Some(std::sync::Arc::new(adapters.adapter_set()?));
-            opts.strict = !non_strict;
-            opts.half = half;
-            opts.fold_bn = fold_bn;
-            opts.max_image_pixels = max_image_pixels;
-            opts.config_roots = Some(roots);
             opts.list = list;
             opts.output = output;
             opts.resume = resume;

@@ -110,6 +110,9 @@ pub mod export;
 pub mod inferencer;
 #[doc(hidden)] // tests build detectors directly and the CLI lists a model's expected keys
 pub mod models;
+/// mmcv's custom ops on tch tensor ops (RoIAlign, deformable convolution) and their layers.
+#[doc(hidden)] // model components use them; tests check them against mmcv's kernels
+pub mod ops;
 #[doc(hidden)] // `Inferencer`'s stage methods (used by tests and benches) return its types
 pub mod postprocess;
 #[doc(hidden)]
@@ -155,4 +158,6 @@ pub fn builtin_adapters() {
     mmcompat_plugin_ultralytics::link();
     mmcompat_plugin_megvii_yolox::link();
     mmcompat_plugin_meituan_yolov6::link();
+    mmcompat_plugin_wongkinyiu_yolov7::link();
+    mmcompat_plugin_paddle_ppyoloe::link();
 }

@@ -20,17 +20,41 @@ use tract_onnx::prelude::*;
 
 use crate::inference::{assert_same_detections, model_files, roots, source_image, RAW_TOL};
 
-const MODELS: &[&str] = &["mmyolo", "mmdet", "kd_student", "yolov8"];
+const MODELS: &[&str] = &[
+    "mmyolo",
+    "mmdet",
+    "kd_student",
+    "yolov8",
+    "yolov5",
+    "yolox",
+    "yolov6",
+    "yolov6_m",
+    "yolov6_v3",
+    "yolov7",
+    "ppyoloe",
+];
+/// The mmyolo families with a nano fixture of their own (tests/<family>.rs).
+const FAMILIES: &[&str] = &[
+    "yolov8",
+    "yolov5",
+    "yolox",
+    "yolov6",
+    "yolov6_m",
+    "yolov6_v3",
+    "yolov7",
+    "ppyoloe",
+];
 /// One letterboxed (non-square) and one square photograph.
 const IMAGES: &[&str] = &["astronaut", "coffee"];
 
-/// (config, checkpoint, scope): the RTMDet fixtures of tests/inference.rs and the YOLOv8 nano one.
+/// (config, checkpoint, scope): the RTMDet fixtures of tests/inference.rs and the families' nano
+/// ones.
 fn files(model: &str) -> (PathBuf, PathBuf, &'static str) {
-    if model == "yolov8" {
-        let config = roots().dirs("mmyolo")[0].join("mmcompat/yolov8_nano_mmyolo.py");
+    if FAMILIES.contains(&model) {
+        let config = roots().dirs("mmyolo")[0].join(format!("mmcompat/{model}_nano_mmyolo.py"));
         return (
             config,
-            fixtures().join("checkpoints/yolov8_nano_mmyolo.pth"),
+            fixtures().join(format!("checkpoints/{model}_nano_mmyolo.pth")),
             "mmyolo",
         );
     }
@@ -39,8 +63,8 @@ fn files(model: &str) -> (PathBuf, PathBuf, &'static str) {
 
 /// The real stack's reference of `model` on `image` (tests/fixtures/inference).
 fn reference(model: &str, image: &str) -> Value {
-    let rel = if model == "yolov8" {
-        format!("inference/yolov8/yolov8__{image}.json")
+    let rel = if FAMILIES.contains(&model) {
+        format!("inference/{model}/{model}__{image}.json")
     } else {
         format!("inference/{model}__{image}.json")
     };
@@ -110,14 +134,34 @@ fn normalised_input(
     (t, p)
 }
 
-fn run(path: &Path, input: Tensor) -> TVec<TValue> {
-    let model = tract_onnx::onnx()
-        .model_for_path(path)
-        .unwrap_or_else(|e| panic!("{}: tract reads it: {e:?}", path.display()))
-        .into_optimized()
-        .expect("optimise")
-        .into_runnable()
-        .expect("runnable");
+/// The graph at `path`, loaded and optimised once (tract's optimisation costs more than a run:
+/// callers reuse the plan for every image).
+fn runnable(path: &Path) -> TypedRunnableModel<TypedModel> {
+    let read = || {
+        tract_onnx::onnx()
+            .model_for_path(path)
+            .unwrap_or_else(|e| panic!("{}: tract reads it: {e:?}", path.display()))
+    };
+    // tract 0.22's optimiser fails on some unfolded graphs (its `ChangeAxes` pass turns a
+    // BatchNormalization's bias into a 16×1 Conv bias and then rejects it; YOLOv6 3.0 unfolded):
+    // those run unoptimised, which is tract's plain op-by-op evaluation of the same graph.
+    match read().into_optimized() {
+        Ok(m) => m.into_runnable().expect("runnable"),
+        Err(e) => {
+            eprintln!(
+                "{}: tract's optimiser failed ({e}); running it typed",
+                path.display()
+            );
+            read()
+                .into_typed()
+                .expect("typed")
+                .into_runnable()
+                .expect("runnable")
+        }
+    }
+}
+
+fn run(model: &TypedRunnableModel<TypedModel>, input: Tensor) -> TVec<TValue> {
     model.run(tvec!(input.into())).expect("tract runs it")
 }
 
@@ -140,11 +184,13 @@ const RUNTIME_TOL: f64 = 2e-4;
 /// default; tests/inference.rs bounds folding by the same 1e-3).
 #[test]
 fn raw_outputs_match_tch_in_tract() {
-    raw_outputs_within(false, RUNTIME_TOL);
-    raw_outputs_within(true, 1e-3);
+    // Unfolded on the letterboxed photo only (onnxruntime checks both photos, check_onnx.py):
+    // each tract run of a 640×640 graph is seconds in CI.
+    raw_outputs_within(false, RUNTIME_TOL, &IMAGES[..1]);
+    raw_outputs_within(true, 1e-3, IMAGES);
 }
 
-fn raw_outputs_within(fold_bn: bool, tol: f64) {
+fn raw_outputs_within(fold_bn: bool, tol: f64, images: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut overall = 0f64;
     let opts = OnnxOptions {
@@ -160,23 +206,27 @@ fn raw_outputs_within(fold_bn: bool, tol: f64) {
             .iter()
             .map(|o| o["name"].as_str().expect("name"))
             .collect();
-        assert_eq!(
-            names,
-            [
-                "cls_score_0",
-                "cls_score_1",
-                "cls_score_2",
-                "bbox_pred_0",
-                "bbox_pred_1",
-                "bbox_pred_2"
-            ]
-        );
-        for image in IMAGES {
+        let mut expected_names = vec![
+            "cls_score_0",
+            "cls_score_1",
+            "cls_score_2",
+            "bbox_pred_0",
+            "bbox_pred_1",
+            "bbox_pred_2",
+        ];
+        if ["yolov5", "yolox", "yolov7"].contains(model) {
+            expected_names.extend(["objectness_0", "objectness_1", "objectness_2"]);
+        }
+        assert_eq!(names, expected_names);
+        let plan = runnable(&path);
+        for image in images {
             let (input, p) = normalised_input(&inf, image, &pre);
-            let outs = run(&path, input);
+            let outs = run(&plan, input);
             let ours = inf.head_outputs(&[&p]).expect("forward");
-            let expected: Vec<&tch::Tensor> =
-                ours.cls_scores.iter().chain(&ours.bbox_preds).collect();
+            let expected: Vec<&tch::Tensor> = (ours.cls_scores.iter())
+                .chain(&ours.bbox_preds)
+                .chain(&ours.objectnesses)
+                .collect();
             assert_eq!(outs.len(), expected.len(), "{model}: outputs");
             for (k, (o, e)) in outs.iter().zip(expected).enumerate() {
                 let e_shape: Vec<usize> = e.size().iter().map(|&d| d as usize).collect();
@@ -206,6 +256,46 @@ fn raw_outputs_within(fold_bn: bool, tol: f64) {
         overall <= tol,
         "tract vs tch (fold_bn={fold_bn}): {overall:e} > {tol:e}"
     );
+}
+
+/// `--half`: float16 weights and activations inside, float32 input and outputs. tract 0.22 cannot
+/// run it (its `Resize` reads float16 as float32), so the numbers come from onnxruntime
+/// (check_onnx.py: the `*_half` entries of `CHECKED`, against the real stack's float32 outputs
+/// within its `HALF_TOL`); here: the file holds float16 weights (about half the size) and tract
+/// types the graph with float32 input and outputs.
+#[test]
+fn half_export_has_fp16_weights_and_fp32_io() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let half = OnnxOptions {
+        half: true,
+        ..OnnxOptions::default()
+    };
+    for model in ["mmyolo", "yolov5"] {
+        let inf = inferencer(model);
+        let (path, pre) = export(&inf, &half, dir.path(), &format!("{model}_half"));
+        assert_eq!(pre["half"], true);
+        let (full, _) = export(&inf, &OnnxOptions::default(), dir.path(), model);
+        let size = |p: &Path| std::fs::metadata(p).expect("size").len() as f64;
+        let ratio = size(&path) / size(&full);
+        assert!(
+            (0.4..0.65).contains(&ratio),
+            "{model}: half/full size {ratio}"
+        );
+        let typed = tract_onnx::onnx()
+            .model_for_path(&path)
+            .expect("read")
+            .into_typed()
+            .expect("typed");
+        for outlet in typed
+            .input_outlets()
+            .expect("inputs")
+            .iter()
+            .chain(typed.output_outlets().expect("outputs"))
+        {
+            let fact = typed.outlet_fact(*outlet).expect("fact");
+            assert_eq!(fact.datum_type, f32::datum_type(), "{model}: {fact:?}");
+        }
+    }
 }
 
 /// `dets`/`labels` of one image → detections in original-image pixels, by the rescale the JSON
@@ -262,16 +352,32 @@ fn end2end_gives_the_real_stacks_detections_in_tract() {
         end2end: true,
         ..OnnxOptions::default()
     };
-    for model in ["mmyolo", "mmdet", "yolov8"] {
+    // PPYOLOE: see END2END_KNOWN_DEVIATION below `CHECKED`. mmdet's RTMDet: `nms_pre=30000` per
+    // level lets almost every prior of the random-weight fixture reach tract's NonMaxSuppression,
+    // which is quadratic in a class's candidates: 170 s a photo, most of this test binary's time in
+    // CI. Its end2end graph is checked by the real onnxruntime instead (`CHECKED` above: the
+    // recorded verdict, pinned to these exact bytes by `onnxruntime_verdict_covers_these_exact_files`).
+    for &model in MODELS
+        .iter()
+        .filter(|&&m| m != "kd_student" && m != "ppyoloe" && m != "mmdet")
+    {
         let inf = inferencer(model);
         let (path, pre) = export(&inf, &opts, dir.path(), model);
         assert_eq!(pre["outputs"][0]["name"], "dets");
-        assert_eq!(pre["outputs"][0]["shape"], serde_json::json!([1, 300, 5]));
+        // `max_per_img` rows; YOLOX's `yolox_style` keeps everything NMS keeps: as many rows as
+        // the image of the batch that keeps most.
+        let rows = if model == "yolox" {
+            serde_json::json!("detections")
+        } else {
+            serde_json::json!(300)
+        };
+        assert_eq!(pre["outputs"][0]["shape"], serde_json::json!([1, rows, 5]));
         assert_eq!(pre["outputs"][1]["name"], "labels");
         let flavour = pre["postprocess"]["flavour"].as_str().expect("flavour");
+        let plan = runnable(&path);
         for image in IMAGES {
             let (input, p) = normalised_input(&inf, image, &pre);
-            let outs = run(&path, input);
+            let outs = run(&plan, input);
             let dets = values(&outs[0]);
             let labels: Vec<i64> = outs[1]
                 .to_array_view::<i64>()
@@ -294,28 +400,25 @@ fn end2end_gives_the_real_stacks_detections_in_tract() {
 #[test]
 fn unsupported_components_fail_before_writing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for (file, component) in [
-        ("yolov6_nano_mmyolo", "mmyolo.YOLOv6EfficientRep"),
-        ("yolov5_nano_mmyolo", "mmyolo.YOLOv5Head"),
-    ] {
-        let config = roots().dirs("mmyolo")[0].join(format!("mmcompat/{file}.py"));
-        let weights = fixtures().join(format!("checkpoints/{file}.pth"));
-        let inf = Inferencer::builder()
-            .config(&config)
-            .weights(&weights)
-            .scope("mmyolo")
-            .device("cpu")
-            .config_roots(roots())
-            .build()
-            .unwrap_or_else(|e| panic!("{file}: {e}"));
-        let out = dir.path().join(format!("{file}.onnx"));
-        let err = export_onnx(&inf, &OnnxOptions::default(), &out).expect_err(file);
-        let msg = err.to_string();
-        assert!(matches!(err, ExportError::Unsupported { .. }), "{msg}");
-        assert!(msg.contains(component), "{file}: {msg}");
-        assert!(msg.contains("exportable: mmyolo.CSPNeXt"), "{msg}");
-        assert!(!out.exists() && !dir.path().join(format!("{file}.preprocess.json")).exists());
-    }
+    // mmdet's ResNet (the RetinaNet fixture) has no emitter yet.
+    let (file, scope, component) = ("retinanet_tiny_mmdet", "mmdet", "mmdet.ResNet");
+    let config = roots().dirs(scope)[0].join(format!("mmcompat/{file}.py"));
+    let weights = fixtures().join(format!("checkpoints/{file}.pth"));
+    let inf = Inferencer::builder()
+        .config(&config)
+        .weights(&weights)
+        .scope(scope)
+        .device("cpu")
+        .config_roots(roots())
+        .build()
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let out = dir.path().join(format!("{file}.onnx"));
+    let err = export_onnx(&inf, &OnnxOptions::default(), &out).expect_err(file);
+    let msg = err.to_string();
+    assert!(matches!(err, ExportError::Unsupported { .. }), "{msg}");
+    assert!(msg.contains(component), "{file}: {msg}");
+    assert!(msg.contains("exportable: mmyolo.CSPNeXt"), "{msg}");
+    assert!(!out.exists() && !dir.path().join(format!("{file}.preprocess.json")).exists());
 }
 
 /// Options that cannot work are refused with the fix.
@@ -402,7 +505,8 @@ fn dynamic_batch_runs_a_batch_of_two() {
 }
 
 /// The models check_onnx.py runs with onnxruntime (into `$MMCOMPAT_ONNX_CHECK_DIR`).
-/// (model, end2end, fold_bn).
+/// (model, end2end, fold_bn); `HALF_CHECKED`: raw `--half` exports.
+const HALF_CHECKED: &[&str] = &["mmyolo", "yolov5"];
 const CHECKED: &[(&str, bool, bool)] = &[
     ("mmyolo", false, true),
     ("mmdet", false, true),
@@ -415,7 +519,34 @@ const CHECKED: &[(&str, bool, bool)] = &[
     ("mmyolo", true, true),
     ("mmdet", true, true),
     ("yolov8", true, true),
+    ("yolov5", false, true),
+    ("yolov5", false, false),
+    ("yolov5", true, true),
+    ("yolox", false, true),
+    ("yolox", false, false),
+    ("yolox", true, true),
+    ("yolov6", false, true),
+    ("yolov6", false, false),
+    ("yolov6", true, true),
+    ("yolov6_m", false, true),
+    ("yolov6_m", false, false),
+    ("yolov6_m", true, true),
+    ("yolov6_v3", false, true),
+    ("yolov6_v3", false, false),
+    ("yolov6_v3", true, true),
+    ("yolov7", false, true),
+    ("yolov7", false, false),
+    ("yolov7", true, true),
+    ("ppyoloe", false, true),
+    ("ppyoloe", false, false),
 ];
+
+// END2END_KNOWN_DEVIATION, why PPYOLOE's `--end2end` is not held to the real stack's
+// detections: mmcv's `batched_nms` offsets boxes by `label * (max_coordinate + 1)` in original-image pixels (after the rescale);
+// the graph can only do it in network-input pixels. The two agree unless a box has a coordinate
+// below -1, where offset boxes of neighbouring classes overlap and suppress each other
+// differently: the PPYOLOE nano fixture's astronaut has such a box at the `max_per_img` cut
+// (reference #298, a box clamped to [0, 0, 512, 512]).
 
 fn checked_name(model: &str, end2end: bool, fold_bn: bool) -> String {
     let suffix = match (end2end, fold_bn) {
@@ -427,16 +558,25 @@ fn checked_name(model: &str, end2end: bool, fold_bn: bool) -> String {
 }
 
 fn export_checked(dir: &Path) -> Vec<(String, String)> {
-    CHECKED
+    let plain = CHECKED
         .iter()
-        .map(|&(model, end2end, fold_bn)| {
+        .map(|&(model, end2end, fold_bn)| (model, end2end, fold_bn, false));
+    let half = HALF_CHECKED.iter().map(|&m| (m, false, true, true));
+    plain
+        .chain(half)
+        .map(|(model, end2end, fold_bn, half)| {
             let inf = inferencer(model);
             let opts = OnnxOptions {
                 end2end,
                 fold_bn,
+                half,
                 ..OnnxOptions::default()
             };
-            let name = checked_name(model, end2end, fold_bn);
+            let name = if half {
+                format!("{model}_half")
+            } else {
+                checked_name(model, end2end, fold_bn)
+            };
             let (path, _) = export(&inf, &opts, dir, &name);
             let hash = hex(&Sha256::digest(std::fs::read(&path).expect("read back")));
             (name, hash)

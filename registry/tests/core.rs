@@ -10,5 +10,6 @@ mod foreign;
 mod fuzz_replay;
 mod limits;
 mod model_zoo;
+mod razor_mmdet;
 mod scoped;
 mod ultralytics;

@@ -1,5 +1,6 @@
 //! Foreign checkpoints (issue 15) read as data: a Megvii YOLOX `.pth` (a plain state dict under
-//! `model`) and Meituan YOLOv6 `.pt` files (whole pickled `yolov6.models.yolo.Model` trees under
+//! `model`), a PaddleDetection `.pdparams` (a plain pickle of numpy arrays), and Meituan YOLOv6 /
+//! WongKinYiu YOLOv7 `.pt` files (whole pickled `yolov6.models.yolo.Model` trees under
 //! `model` / `ema`), from tests/fixtures/foreign (tests/fixtures/generate/make_foreign_refs.py);
 //! the YOLOv6 class names are only reported, never imported; code execution in such a tree is
 //! refused naming the global. The adapters' mappings are tested in plugins/megvii-yolox and
@@ -7,7 +8,7 @@
 
 use mmcompat_registry::checkpoint::module_tree;
 use mmcompat_registry::checkpoint::pickle::{unpickle, Limits, PidMode};
-use mmcompat_registry::checkpoint::{Checkpoint, PickleError, Value};
+use mmcompat_registry::checkpoint::{Checkpoint, CheckpointError, Format, PickleError, Value};
 use mmcompat_registry::DType;
 
 fn open(name: &str) -> Checkpoint {
@@ -126,4 +127,78 @@ fn code_execution_inside_a_yolov6_tree_is_refused_naming_the_global() {
             name: "system".into()
         }
     );
+}
+
+/// WongKinYiu YOLOv7-tiny (a stand-in of the repo's reparameterized `models.yolo.Model`, saved as
+/// its tools/reparameterization.ipynb saves a deploy model): `model` walks to its state dict;
+/// the classes are named, not imported.
+#[test]
+fn a_yolov7_deploy_file_walks_to_its_model_state_dict() {
+    let ck = open("yolov7-tiny.pt");
+    assert_eq!(
+        ck.top_level_keys(),
+        ["model", "optimizer", "training_results", "epoch"]
+    );
+    assert_eq!(ck.root().get("epoch"), Some(&Value::Int(-1)));
+    let tree = module_tree::walk(ck.root().get("model").unwrap()).unwrap();
+    assert_eq!(tree.class(), "models.yolo.Model");
+    let counts = tree.class_counts();
+    assert_eq!(counts["models.yolo.Detect"], 1);
+    assert_eq!(counts["models.common.MP"], 3);
+    assert!(counts["models.common.Conv"] > 50);
+    // The converter keeps every tensor but Detect's anchors and anchor_grid, and adds 6.
+    assert_eq!(
+        tree.state_dict.len(),
+        converted_count("yolov7_tiny_mmyolo.json") + 2 - 6
+    );
+    assert!(tree.state_dict.contains_key("model.77.anchor_grid"));
+}
+
+/// PaddleDetection `.pdparams`: a plain pickle of numpy arrays (`paddle.save`'s layout), read as
+/// data into the `<root>` section; the name table stays a plain dict.
+#[test]
+fn a_pdparams_file_is_a_plain_pickle_of_numpy_arrays() {
+    let ck = open("ppyoloe_tiny.pdparams");
+    assert_eq!(ck.format(), Format::Pickle);
+    let sections: Vec<&str> = ck.sections().iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(sections, ["<root>"]);
+    let root = &ck.sections()[0].tensors;
+    // The converter writes every array (proj_conv included).
+    assert_eq!(root.len(), converted_count("ppyoloe_tiny_mmyolo.json"));
+    assert!(root.values().all(|t| t.dtype == DType::F32));
+    let proj = &root["yolo_head.proj_conv.weight"];
+    assert_eq!(proj.shape, [1, 17, 1, 1]);
+    // linspace(0, 16, 17): element 16 is 16.0.
+    let bytes = ck.tensor_bytes(proj).unwrap();
+    assert_eq!(bytes[64..68], 16.0f32.to_le_bytes());
+    assert!(matches!(
+        ck.root().get("StructuredToParameterName@@"),
+        Some(Value::Dict(_))
+    ));
+}
+
+/// A `.pdparams`-like pickle (a dict of an ndarray, as numpy 1.26 pickles it with protocol 4)
+/// whose second value is `os.system('ls')`: refused naming the global, nothing run.
+#[test]
+fn code_execution_in_a_pdparams_is_refused_naming_the_global() {
+    let mut p = b"\x80\x04}\x94(\x8c\x01w\x94".to_vec();
+    p.extend(b"\x8c\x15numpy.core.multiarray\x94\x8c\x0c_reconstruct\x94\x93\x94");
+    p.extend(b"\x8c\x05numpy\x94\x8c\x07ndarray\x94\x93\x94K\x00\x85\x94C\x01b\x94\x87\x94R\x94");
+    p.extend(
+        b"(K\x01K\x01\x85\x94h\x05\x8c\x05dtype\x94\x93\x94\x8c\x02f4\x94\x89\x88\x87\x94R\x94",
+    );
+    p.extend(b"(K\x03\x8c\x01<\x94NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t\x94b\x89C\x04\x00\x00\x80?\x94t\x94b");
+    p.extend(b"\x8c\x01x\x94\x8c\x02os\x94\x8c\x06system\x94\x93\x94\x8c\x02ls\x94\x85\x94R\x94u.");
+    let e = Checkpoint::from_bytes("evil.pdparams", &p).unwrap_err();
+    let CheckpointError::Pickle { error, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(
+        error,
+        &PickleError::ForbiddenCallable {
+            module: "os".into(),
+            name: "system".into()
+        }
+    );
+    assert!(e.to_string().contains("`os.system`"), "{e}");
 }

@@ -15,8 +15,7 @@ use mmcompat_registry::config::{Config, ConfigRoots};
 use mmcompat_registry::export::{PackageFormat, PackageOptions};
 use sha2::{Digest, Sha256};
 
-use super::cfg::{self, CfgOptionsArgs};
-use super::{AdapterArgs, ConfigRootArgs};
+use super::model::{ModelArgs, ResolvedModelArgs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
@@ -31,13 +30,9 @@ pub enum ExportFormat {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The model config (.py or .toml); a distillation config exports its student. Default: the
-    /// training config the checkpoint carries (as `detect`).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// The checkpoint (.pth or .safetensors; distillation, EMA, DDP, mmdet/mmyolo layouts).
-    #[arg(long)]
-    pub weights: PathBuf,
+    /// The model as `detect` takes it; a distillation config exports its student.
+    #[command(flatten)]
+    pub model: ModelArgs,
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// The output: a `.onnx` file, a folder (mmdet) or a `.safetensors` file.
@@ -58,24 +53,12 @@ pub struct ExportArgs {
     /// (onnx) fp16 weights and activations.
     #[arg(long)]
     pub half: bool,
-    /// Scope for type resolution (default: the config's default_scope).
-    #[arg(long)]
-    pub scope: Option<String>,
-    /// Apply these adapters in order instead of choosing automatically (repeatable).
-    #[arg(long = "adapter", value_name = "NAME")]
-    pub adapter: Vec<String>,
     /// Require and use the EMA weights (`state_dict` of an EMAHook checkpoint).
     #[arg(long, conflicts_with = "no_ema")]
     pub ema: bool,
     /// Use the raw (non-averaged) training weights from `ema_state_dict`.
     #[arg(long = "no-ema")]
     pub no_ema: bool,
-    #[command(flatten)]
-    pub adapters: AdapterArgs,
-    #[command(flatten)]
-    pub roots: ConfigRootArgs,
-    #[command(flatten)]
-    pub cfg_options: CfgOptionsArgs,
 }
 
 impl ExportArgs {
@@ -145,22 +128,21 @@ pub fn run(args: ExportArgs, out: &mut dyn std::io::Write) -> Result<()> {
         .as_deref()
         .map(parse_input_size)
         .transpose()?;
-    let roots = args.roots.roots()?;
-    let (config_path, loaded) = cfg::detect_config(
-        args.config.clone(),
-        &args.weights,
-        &roots,
-        &args.cfg_options,
-    )?;
-    let set = args.adapters.adapter_set()?;
+    let ResolvedModelArgs {
+        config: config_path,
+        loaded_config: loaded,
+        weights,
+        roots,
+        adapter_set: set,
+    } = args.model.resolve()?;
     match args.format {
         ExportFormat::Onnx => {
             let mut b = Inferencer::builder()
-                .weights(&args.weights)
+                .weights(&weights)
                 .device("cpu")
                 .config_roots(roots)
                 .adapters(set)
-                .adapter_chain(args.adapter.clone())
+                .adapter_chain(args.model.adapter.clone())
                 .adapter_options(AdapterOptions {
                     ema: args.ema_choice(),
                     ..Default::default()
@@ -170,7 +152,7 @@ pub fn run(args: ExportArgs, out: &mut dyn std::io::Write) -> Result<()> {
                 Some(c) => b.loaded_config(c),
                 None => b.config(config_path),
             };
-            if let Some(s) = &args.scope {
+            if let Some(s) = &args.model.scope {
                 b = b.scope(s);
             }
             let inferencer = b.build()?;
@@ -195,11 +177,11 @@ pub fn run(args: ExportArgs, out: &mut dyn std::io::Write) -> Result<()> {
                 Some(c) => c,
                 None => Config::from_file(&config_path, &roots)?,
             };
-            let expected = expected_keys(&config, args.scope.as_deref(), &roots)?;
+            let expected = expected_keys(&config, args.model.scope.as_deref(), &roots)?;
             let options = PackageOptions {
-                adapters: args.adapter.clone(),
+                adapters: args.model.adapter.clone(),
                 ema: args.ema_choice(),
-                scope: args.scope.clone(),
+                scope: args.model.scope.clone(),
                 expected: Some(expected),
             };
             let format = match args.format {
@@ -207,13 +189,7 @@ pub fn run(args: ExportArgs, out: &mut dyn std::io::Write) -> Result<()> {
                 _ => PackageFormat::Safetensors,
             };
             let report = mmcompat_registry::export::export_package(
-                &args.weights,
-                &config,
-                &roots,
-                &args.out,
-                format,
-                &options,
-                &set,
+                &weights, &config, &roots, &args.out, format, &options, &set,
             )?;
             write!(out, "{report}")?;
             for file in &report.files {

@@ -3,52 +3,22 @@
 //! address and bounds, then `mmcompat::serve::Server` until SIGINT/SIGTERM. The server itself
 //! (routes, limits, metrics) lives in the library (src/serve).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use clap::Args;
 
-use super::cfg::{self, CfgOptionsArgs};
-use super::{model, AdapterArgs, ConfigRootArgs};
+use super::model::{self, ModelArgs, RunArgs};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The model config (.py or .toml). Default: the training config the checkpoint carries.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// A model name from the packages' metafiles (as `detect --model`).
-    #[arg(long, value_name = "NAME", conflicts_with = "config")]
-    model: Option<String>,
-    /// The checkpoint (.pth or .safetensors). With --model: instead of the published weights.
-    #[arg(long, required_unless_present = "model")]
-    weights: Option<PathBuf>,
-    /// Scope for type resolution (default: the config's default_scope).
-    #[arg(long)]
-    scope: Option<String>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    run: RunArgs,
     /// Keep only detections with score > T in the answers (default: all that test_cfg keeps).
     #[arg(long, value_name = "T")]
     score_thr: Option<f32>,
-    /// Use these adapters in order instead of choosing automatically (repeatable).
-    #[arg(long = "adapter", value_name = "NAME")]
-    adapter: Vec<String>,
-    /// Load even when some weights are missing (warns with the coverage %).
-    #[arg(long)]
-    non_strict: bool,
-    #[command(flatten)]
-    adapters: AdapterArgs,
-    /// fp16 weights and activations (CUDA only).
-    #[arg(long)]
-    half: bool,
-    /// Fold batch norms into the preceding convolutions (faster; float32 rounding differs).
-    #[arg(long)]
-    fold_bn: bool,
-    /// Refuse images whose header declares more pixels (422).
-    #[arg(long, value_name = "N", default_value_t = mmcompat::preprocess::DEFAULT_MAX_IMAGE_PIXELS)]
-    max_image_pixels: u64,
     /// Address to listen on (loopback by default: put a proxy in front to expose it).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -65,14 +35,10 @@ pub struct ServeArgs {
     /// beyond that, 429 with Retry-After.
     #[arg(long, value_name = "N")]
     queue: Option<usize>,
-    #[command(flatten)]
-    roots: ConfigRootArgs,
-    #[command(flatten)]
-    cfg_options: CfgOptionsArgs,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    use mmcompat::inferencer::{build_inferencer, DetectOptions};
+    use mmcompat::inferencer::build_inferencer;
     use mmcompat::serve::{ServeOptions, Server};
 
     if args.concurrency == Some(0) {
@@ -83,27 +49,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .checked_mul(1 << 20)
         .filter(|&n| n > 0)
         .ok_or_else(|| anyhow::anyhow!("--max-body-mb {}: give 1 or more", args.max_body_mb))?;
-    let roots = args.roots.roots()?;
-    let (config, weights) = model::detect_inputs(
-        args.model.as_deref(),
-        args.config,
-        args.weights,
-        args.scope.as_deref(),
-        &roots,
-    )?;
-    let (config, loaded_config) = cfg::detect_config(config, &weights, &roots, &args.cfg_options)?;
     // The same options `detect` builds its Inferencer from (no images: only the model flags).
-    let mut opts = DetectOptions::new(config, weights, Vec::new());
-    opts.loaded_config = loaded_config;
-    opts.scope = args.scope;
-    opts.device = args.device;
-    opts.adapter_chain = args.adapter;
-    opts.adapter_set = Some(Arc::new(args.adapters.adapter_set()?));
-    opts.strict = !args.non_strict;
-    opts.half = args.half;
-    opts.fold_bn = args.fold_bn;
-    opts.max_image_pixels = args.max_image_pixels;
-    opts.config_roots = Some(roots);
+    let opts = model::detect_options(&args.model, args.run, Vec::new())?;
     let inferencer = Arc::new(build_inferencer(&opts)?);
 
     let mut options = ServeOptions {

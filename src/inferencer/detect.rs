@@ -17,7 +17,7 @@ use crate::preprocess::{decode_image_file_with, BgrImage, DEFAULT_MAX_IMAGE_PIXE
 use crate::registry::adapter::AdapterSet;
 use crate::registry::config::ConfigRoots;
 use crate::visualize::{draw_detections, save_png};
-pub(crate) use records::detections_record;
+pub use records::detections_record;
 use records::{Earlier, ImageSources, RecordFile};
 
 /// mmengine's `IMG_EXTENSIONS` (what DetInferencer lists in a folder).

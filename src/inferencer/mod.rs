@@ -32,7 +32,7 @@ mod weights;
 pub use crate::registry::spec::student::PredictsWithArchitecture;
 pub use builder::InferencerBuilder;
 pub use classes::COCO_CLASSES;
-pub(crate) use detect::detections_record;
+pub use detect::detections_record;
 pub use detect::{build_inferencer, collect_images, run_detect, DetectOptions, DetectSummary};
 pub use error::InferError;
 

@@ -14,7 +14,7 @@ use tch::{TchError, Tensor};
 use super::layers::conv_module::Fuse;
 use super::param::Ctx;
 use super::ModelError;
-use crate::export::onnx::{ExportError, OnnxGraph, OnnxHeadOutputs, ValueId};
+use crate::export::onnx::{ExportError, OnnxDecoder, OnnxGraph, OnnxHeadOutputs, ValueId};
 use crate::postprocess::{
     head_outputs_to_host, predict_by_feat, ImageMeta, PostprocessError, RawDetections, TestCfg,
 };
@@ -115,6 +115,11 @@ pub trait DenseHead: fmt::Debug + Send {
     ) -> Result<OnnxHeadOutputs, ExportError> {
         let _ = (g, feats);
         Err(ExportError::unsupported("", "dense head"))
+    }
+    /// How `--end2end` decodes [`DenseHead::emit_onnx`]'s outputs; the default is the
+    /// point-prior distance decoding of [`DenseHead::predict_by_feat`]'s default.
+    fn onnx_decoder(&self) -> OnnxDecoder {
+        OnnxDecoder::Distance
     }
     /// `predict_by_feat(..., rescale=True)` on raw outputs of a batch: one result per image.
     /// The default is the point-prior heads' (RTMDet, YOLOv8): sigmoid scores, priors from

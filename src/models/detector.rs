@@ -217,6 +217,11 @@ impl Detector {
         self.net.head.num_classes()
     }
 
+    /// How `--end2end` decodes the head's raw outputs (`DenseHead::onnx_decoder`).
+    pub fn onnx_decoder(&self) -> crate::export::onnx::OnnxDecoder {
+        self.net.head.onnx_decoder()
+    }
+
     /// The model's `test_cfg` (`Value::Null` when absent).
     pub fn test_cfg(&self) -> &Value {
         &self.test_cfg

@@ -11,6 +11,7 @@
 //!
 //! Never: build boxes from anything but the head outputs and the image metas; panic on bad input.
 
+pub mod mmdet_dense;
 pub mod nms;
 #[cfg(test)]
 mod tests;
@@ -220,7 +221,7 @@ fn py_slice_end(len: usize, stop: i64) -> usize {
 /// `mmdet/models/utils/misc.py: filter_scores_and_topk` minus the threshold (already applied by
 /// the caller while gathering): keeps the `topk` best `(score, flat_index)` pairs, sorted by
 /// score descending then index ascending.
-fn topk_sorted(cands: &mut Vec<(f32, usize)>, topk: i64) {
+pub(crate) fn topk_sorted(cands: &mut Vec<(f32, usize)>, topk: i64) {
     let keep = py_slice_end(cands.len(), topk.min(cands.len() as i64));
     if keep == 0 {
         cands.clear();
@@ -440,7 +441,7 @@ fn predict_single_mmdet(
 
 /// `BaseDenseHead._bbox_post_process(rescale=False)` (`base_dense_head.py:430-492`):
 /// `min_bbox_size` filter, batched NMS, first `max_per_img`.
-fn bbox_post_process(
+pub(crate) fn bbox_post_process(
     dets: RawDetections,
     cfg: &TestCfg,
 ) -> Result<RawDetections, PostprocessError> {

@@ -8,7 +8,13 @@
 //! * fewer than `split_thr` boxes: one greedy NMS over all offset boxes (boxes of neighbouring
 //!   classes can still overlap there when coordinates are negative; we keep that behaviour);
 //!   otherwise one greedy NMS per class and a final sort by score;
+//! * `class_agnostic` only drops the offsets: with `split_thr` or more boxes upstream still loops
+//!   class by class (`for id in torch.unique(idxs)`), so it is then per-class NMS after all; `max_num`
+//!   cuts after NMS in both paths (the kernel's `max_num`, or the split path's own slice);
 //! * IoU `inter / (area_i + area_j - inter)` with offset 0, suppression iff `ovr > thr` (strict).
+//!
+//! Checked against mmcv's python `batched_nms` (both paths, class-agnostic, `max_num`, `None`,
+//! 9999 vs 10000 boxes) in `tests/ops.rs` (fixtures by `make_ops_refs.py`).
 //!
 //! Ties: upstream sorts with `torch.sort`, which is not stable; we sort by score descending then
 //! index ascending, so results are deterministic. This module never panics on NaN input.
@@ -93,6 +99,26 @@ pub fn batched_nms(
     };
     keep.shrink_to_fit();
     keep
+}
+
+/// `batched_nms(boxes, scores, idxs, nms_cfg)` including `nms_cfg=None`, which skips NMS and only
+/// sorts by descending score (`mmcv/ops/nms.py:268-272`); two-stage heads (mmdet RPN / RoI head)
+/// and dense heads without an `nms` entry go through here.
+pub fn batched_nms_or_sort(
+    boxes: &[[f32; 4]],
+    scores: &[f32],
+    labels: &[usize],
+    cfg: Option<&NmsCfg>,
+) -> Vec<usize> {
+    match cfg {
+        Some(cfg) => batched_nms(boxes, scores, labels, cfg),
+        None => {
+            let n = boxes.len().min(scores.len()).min(labels.len());
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_unstable_by(|&a, &b| score_desc_then_index((scores[a], a), (scores[b], b)));
+            order
+        }
+    }
 }
 
 /// Greedy NMS (`nms_cpu`, offset 0) over `subset` (indices into `boxes`, ascending), returning the

@@ -7,8 +7,19 @@
 //! `architecture.model.` (student) and `architecture.model.distiller.teacher.` (teacher), see
 //! `tools/model_converters/convert_kd_ckpt.py`.
 //!
+//! MMRazor 0.x (mmcv 1.x) distillation checkpoints hold the student as `architecture.model.`
+//! (`mmrazor/models/architectures/base.py` 0.x: `BaseArchitecture.model`) and the teacher as
+//! `distiller.teacher.` (`mmrazor/models/distillers/single_teacher.py` 0.x:
+//! `SingleTeacherDistiller.teacher`, next to `distiller.align_modules.component_N.` and
+//! `distiller.losses.`).
+//!
 //! Unlike `tools/model_converters/convert_kd_ckpt_to_student.py`, which does
 //! `key.replace('architecture.', '')` on the WHOLE key, the prefix is stripped only at the start.
+//!
+//! Pruning, NAS-supernet and quantisation checkpoints (families.md §3 signatures:
+//! `mutator.units.N.mutable_channel.mask`, `._candidates.`, `qmodels.`) are refused from their key
+//! names: their `architecture.*` alone is a different model than the one they were trained as.
+//! The view holds names, dtypes and shapes only; no tensor byte is read before the refusal.
 
 use mmcompat_registry::adapter::{
     select_weights, AdapterError, AdapterOptions, CheckpointAdapter, CheckpointView, Confidence,
@@ -22,6 +33,8 @@ pub fn link() {}
 const ARCH: &str = "architecture.";
 const OLD_ARCH: &str = "architecture.model.";
 const OLD_TEACHER: &str = "architecture.model.distiller.teacher.";
+/// MMRazor 0.x: `SingleTeacherDistiller.teacher` beside the algorithm's `architecture.model.`.
+const V0_TEACHER: &str = "distiller.teacher.";
 
 /// Counts of the distillation prefixes in the section mmengine would load.
 struct Layout {
@@ -30,6 +43,61 @@ struct Layout {
     teacher: usize,
     distiller: usize,
     old_layout: bool,
+    /// `distiller.teacher.` keys (MMRazor 0.x).
+    v0_teacher: usize,
+}
+
+/// Why a checkpoint is not a plain model under its `architecture.` prefix, from key names only.
+fn refusal(view: &CheckpointView) -> Option<String> {
+    use mmcompat_registry::spec::student::{NAS, PRUNING, QUANTISATION};
+    let (section, _, _) = select_weights(view, &AdapterOptions::default(), "mmrazor").ok()?;
+    let keys: Vec<&str> = view
+        .section(&section)?
+        .iter()
+        .map(|e| e.key.strip_prefix("module.").unwrap_or(&e.key))
+        .collect();
+    let first = |pred: &dyn Fn(&str) -> bool| -> Option<(usize, String)> {
+        let hits: Vec<&&str> = keys.iter().filter(|k| pred(k)).collect();
+        hits.first().map(|k| (hits.len(), (**k).to_owned()))
+    };
+    // mutables/mutable_module/one_shot_mutable_module.py: every candidate op of a supernet (and
+    // the chosen one of a `sub_model` subnet) lives under `._candidates.<op>.`.
+    if let Some((n, eg)) = first(&|k| k.contains("._candidates.")) {
+        return Some(format!(
+            "{section} holds an MMRazor NAS supernet ({n} `._candidates.` keys, e.g. `{eg}`): {}",
+            NAS.hint
+        ));
+    }
+    // Pruning mutators (ChannelMutator units with their masks); the architecture keeps the
+    // UNPRUNED shapes, so it would load into the plain model and run without the masks.
+    if let Some((n, eg)) = first(&|k| k.starts_with("mutator.") && k.contains("mutable_channel")) {
+        return Some(format!(
+            "{section} holds an MMRazor pruning algorithm ({n} `mutator.` channel keys, e.g. `{eg}`): {}",
+            PRUNING.hint
+        ));
+    }
+    // Any other mutator state (Darts/DSNAS architecture parameters, ...).
+    if let Some((n, eg)) = first(&|k| k.starts_with("mutator.")) {
+        return Some(format!(
+            "{section} holds an MMRazor NAS or pruning algorithm's mutator ({n} `mutator.` keys, e.g. `{eg}`): {}",
+            NAS.hint
+        ));
+    }
+    // algorithms/quantization/mm_architecture.py: fx graph modules with fake-quant observers.
+    if let Some((n, eg)) = first(&|k| k.starts_with("qmodels.")) {
+        return Some(format!(
+            "{section} holds an MMRazor quantisation algorithm (MMArchitectureQuant; {n} `qmodels.` keys, e.g. `{eg}`): {}",
+            QUANTISATION.hint
+        ));
+    }
+    // tools/model_converters/convert_quant_ckpt.py output: `qmodels.predict.` stripped, observers kept.
+    if let Some((n, eg)) = first(&|k| k.contains("weight_fake_quant.")) {
+        return Some(format!(
+            "{section} holds a fake-quantised model ({n} `weight_fake_quant` keys, e.g. `{eg}`): {}",
+            QUANTISATION.hint
+        ));
+    }
+    None
 }
 
 fn layout(view: &CheckpointView, options: &AdapterOptions) -> Option<Layout> {
@@ -45,9 +113,10 @@ fn layout(view: &CheckpointView, options: &AdapterOptions) -> Option<Layout> {
     let count = |p: &str| keys.iter().filter(|k| k.starts_with(p)).count();
     Some(Layout {
         architecture: count(ARCH),
-        teacher: count("teacher.") + count(OLD_TEACHER),
+        teacher: count("teacher.") + count(OLD_TEACHER) + count(V0_TEACHER),
         distiller: count("distiller."),
         old_layout: count(OLD_ARCH) > 0,
+        v0_teacher: count(V0_TEACHER),
         section,
     })
 }
@@ -60,10 +129,10 @@ fn detect_distill(view: &CheckpointView) -> Option<(Layout, String)> {
         l.architecture,
         l.teacher,
         l.distiller,
-        if l.old_layout {
-            " (old `architecture.model.` layout)"
-        } else {
-            ""
+        match (l.old_layout, l.v0_teacher > 0) {
+            (true, true) => " (MMRazor 0.x `architecture.model.` / `distiller.teacher.` layout)",
+            (true, false) => " (old `architecture.model.` layout)",
+            _ => "",
         }
     );
     Some((l, what))
@@ -87,19 +156,33 @@ impl CheckpointAdapter for KdStudent {
     }
 
     fn detect(&self, view: &CheckpointView, _config: Option<&serde_json::Value>) -> Confidence {
+        if let Some(why) = refusal(view) {
+            // High so that `inspect` names the reason; `plan` and `refuse` then refuse it.
+            return Confidence::high(format!("refused: {why}"));
+        }
         match detect_distill(view) {
             Some((l, what)) if l.architecture > 0 && (l.teacher > 0 || l.distiller > 0) => {
                 Confidence::high(what)
             }
-            // NAS/pruning supernets (`convert_supernet2subnet.py` output) are architecture.-prefixed
-            // without a teacher: the student extraction still gives the plain model.
+            // An `architecture.`-prefixed checkpoint without a teacher or mutator state (e.g. a
+            // `BaseAlgorithm` wrapping a plain model): the student extraction gives the model.
             Some((l, what)) if l.architecture > 0 => Confidence::low(what),
             Some((_, what)) => Confidence::none(format!("no `architecture.` keys ({what})")),
             None => Confidence::none("no state dict"),
         }
     }
 
+    fn refuse(&self, view: &CheckpointView) -> Option<String> {
+        refusal(view)
+    }
+
     fn plan(&self, view: &CheckpointView, options: &AdapterOptions) -> Result<Plan, AdapterError> {
+        if let Some(reason) = refusal(view) {
+            return Err(AdapterError::Refused {
+                adapter: self.name().to_owned(),
+                reason,
+            });
+        }
         let (section, mut ops, mut notes) = select_weights(view, options, self.name())?;
         let l = layout(view, options)
             .filter(|l| l.architecture > 0)
@@ -110,7 +193,9 @@ impl CheckpointAdapter for KdStudent {
                 ),
             })?;
         if l.teacher > 0 || l.old_layout {
-            let pattern = if l.old_layout {
+            let pattern = if l.v0_teacher > 0 {
+                r"distiller\.teacher\."
+            } else if l.old_layout {
                 r"teacher\.|architecture\.model\.distiller\.teacher\."
             } else {
                 r"teacher\."
@@ -120,7 +205,9 @@ impl CheckpointAdapter for KdStudent {
                 reason: "teacher (not part of the student)".to_owned(),
             });
         }
-        if l.distiller > 0 || l.old_layout {
+        // 0.x: `distiller.teacher.` is dropped above as the teacher; the rest of `distiller.`
+        // (align_modules, losses) here.
+        if l.distiller > l.v0_teacher || (l.old_layout && l.v0_teacher == 0) {
             let pattern = if l.old_layout {
                 r"distiller\.|architecture\.model\.distiller\."
             } else {
@@ -141,10 +228,10 @@ impl CheckpointAdapter for KdStudent {
         notes.push(format!(
             "student = {}* of the distillation algorithm{}",
             if l.old_layout { OLD_ARCH } else { ARCH },
-            if l.old_layout {
-                " (MMRazor 1.0.0rc layout)"
-            } else {
-                ""
+            match (l.old_layout, l.v0_teacher > 0) {
+                (true, true) => " (MMRazor 0.x layout)",
+                (true, false) => " (MMRazor 1.0.0rc layout)",
+                _ => "",
             }
         ));
         Ok(Plan {
@@ -188,16 +275,20 @@ impl CheckpointAdapter for KdTeacher {
             .filter(|l| l.teacher > 0)
             .ok_or_else(|| AdapterError::NotApplicable {
                 adapter: self.name().to_owned(),
-                reason: format!("{section} has no teacher keys (`teacher.` or `{OLD_TEACHER}`)"),
+                reason: format!(
+                    "{section} has no teacher keys (`teacher.`, `{OLD_TEACHER}` or `{V0_TEACHER}`)"
+                ),
             })?;
-        let teacher = if l.old_layout {
+        let teacher = if l.v0_teacher > 0 {
+            V0_TEACHER
+        } else if l.old_layout {
             OLD_TEACHER
         } else {
             "teacher."
         };
-        if l.old_layout {
+        if l.v0_teacher > 0 || l.old_layout {
             ops.push(Op::Keep {
-                pattern: regex_escape(OLD_TEACHER),
+                pattern: regex_escape(teacher),
                 reason: Some("student and distiller (not the teacher)".to_owned()),
             });
         } else {

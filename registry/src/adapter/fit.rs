@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use super::chain::{apply_named, choose_chain, explain_mismatch, Chain, KeyMismatch, NoFit};
 use super::{
     apply_tensor_ops, AdapterError, AdapterOptions, AdapterSet, CheckpointView, ExpectedKeys,
-    Level, Report,
+    Level, Report, TensorOp,
 };
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::DType;
@@ -140,6 +140,17 @@ impl Fit {
         ck: &'c Checkpoint,
     ) -> impl Iterator<Item = Result<FittedTensor<'c>, FitError>> + 'c {
         self.chain.mapping.tensors.iter().map(move |t| {
+            if matches!(t.ops.first(), Some(TensorOp::Fill { .. })) {
+                // plan.rs: Op::Constant — a new tensor, nothing to read.
+                let (dtype, shape, bytes) =
+                    apply_tensor_ops(t.dtype, &t.shape, Cow::Borrowed(&[]), &t.ops)?;
+                return Ok(FittedTensor {
+                    key: t.key.clone(),
+                    dtype,
+                    shape,
+                    bytes,
+                });
+            }
             let info = ck
                 .section(&t.section)
                 .and_then(|s| s.tensors.get(&t.source_key))
@@ -166,6 +177,17 @@ pub fn fit_checkpoint(
     set: &AdapterSet,
     req: FitRequest<'_>,
 ) -> Result<Fit, FitError> {
+    // Before any chain is tried: a refused checkpoint must not fit silently (an unpruned
+    // `architecture.*` would match the plain model's keys).
+    for (a, _) in set.iter() {
+        if let Some(reason) = a.refuse(view) {
+            return Err(AdapterError::Refused {
+                adapter: a.name().to_owned(),
+                reason,
+            }
+            .into());
+        }
+    }
     let (chain, automatic) = match (req.chain, req.expected) {
         (ChainChoice::Forced(names), _) => {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();

@@ -6,6 +6,9 @@
 //! key, one drop per skipped key with the script's reason. The report and the strict check then
 //! see exactly the keys the script would write.
 //!
+//! Keys a converter ADDS (identity parameters the source folded away, e.g. `yolov7_to_mmyolo.py`'s
+//! ImplicitA zeros / ImplicitM ones) are [`Op::Constant`]s pushed after the plan's renames.
+//!
 //! Never guesses: a key the ported function cannot place (where the script would raise, e.g. an
 //! unbound `new_key`) fails the plan with the keys named.
 
@@ -138,7 +141,7 @@ pub fn class_count_mismatch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapter::CheckpointView;
+    use crate::adapter::{CheckpointView, TensorOp};
 
     fn entry(key: &str, dtype: DType) -> TensorEntry {
         TensorEntry {
@@ -175,6 +178,49 @@ mod tests {
         assert_eq!(m.dropped.len(), 1);
         assert_eq!(m.tensors[2].dtype, DType::I64);
         assert_eq!(m.tensors[1].dtype, DType::F32);
+    }
+
+    /// `Op::Constant` (plan.rs): a tensor no source holds, appended where the op stands, read
+    /// from nothing; its bytes are the fill in the dtype; a clash with a mapped key is an error.
+    #[test]
+    fn a_constant_is_added_with_no_source() {
+        let entries = vec![entry("w", DType::F32)];
+        let constant = |key: &str, dtype, fill| Op::Constant {
+            key: key.to_owned(),
+            dtype,
+            shape: vec![1, 3, 1, 1],
+            fill,
+            reason: "identity".to_owned(),
+        };
+        let mut plan =
+            plan_by_key("t", "model", &entries, |k| Ok(KeyFate::Rename(k.into()))).unwrap();
+        plan.ops.push(constant("a.implicit", DType::F32, 0));
+        plan.ops.push(constant("m.implicit", DType::F16, 1));
+        let mut view = CheckpointView::default();
+        view.sections.insert("model".into(), entries);
+        let m = plan.resolve(&view).unwrap();
+        assert_eq!(m.keys(), ["w", "a.implicit", "m.implicit"]);
+        let t = &m.tensors[2];
+        assert_eq!(
+            (t.source_key.as_str(), &t.ops[..]),
+            ("", &[TensorOp::Fill { value: 1 }][..])
+        );
+        let (dtype, shape, bytes) = crate::adapter::apply_tensor_ops(
+            t.dtype,
+            &t.shape,
+            std::borrow::Cow::Borrowed(&[]),
+            &t.ops,
+        )
+        .unwrap();
+        assert_eq!((dtype, shape), (DType::F16, vec![1, 3, 1, 1]));
+        // f16 1.0 is 0x3c00.
+        assert_eq!(&bytes[..], [0x00, 0x3c, 0x00, 0x3c, 0x00, 0x3c]);
+        assert!(m.unused_ops.is_empty(), "{:?}", m.unused_ops);
+        plan.ops.push(constant("w", DType::F32, 0));
+        assert!(matches!(
+            plan.resolve(&view),
+            Err(AdapterError::DuplicateOutputs { .. })
+        ));
     }
 
     #[test]

@@ -306,6 +306,9 @@ pub enum AdapterError {
     Plugin { path: PathBuf, detail: String },
     #[error("adapter {adapter}: {detail}")]
     Other { adapter: String, detail: String },
+    /// See [`CheckpointAdapter::refuse`].
+    #[error("{adapter}: refusing this checkpoint: {reason}")]
+    Refused { adapter: String, reason: String },
 }
 
 fn hint_suffix(hint: &str) -> String {
@@ -342,6 +345,13 @@ pub trait CheckpointAdapter: Send + Sync {
     fn detect(&self, view: &CheckpointView, config: Option<&serde_json::Value>) -> Confidence;
     /// The plan for this checkpoint.
     fn plan(&self, view: &CheckpointView, options: &AdapterOptions) -> Result<Plan, AdapterError>;
+    /// `Some(why)` when the checkpoint must not be loaded whatever the chain, because the model it
+    /// holds is not the plain one its keys would fit (an MMRazor pruning / NAS / quantisation
+    /// checkpoint): [`fit_checkpoint`] then fails with [`AdapterError::Refused`], from the key
+    /// listing alone, before any tensor is read.
+    fn refuse(&self, _view: &CheckpointView) -> Option<String> {
+        None
+    }
 }
 
 /// A statically linked adapter: const data submitted with [`register_adapter!`](crate::register_adapter!).

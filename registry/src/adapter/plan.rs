@@ -60,6 +60,18 @@ pub enum Op {
         dim: usize,
         into: Vec<String>,
     },
+    /// Add a tensor that the checkpoint does not hold, every element `fill`, at the end of the
+    /// output (converters that write identity parameters, e.g. mmyolo's `yolov7_to_mmyolo.py`
+    /// adding ImplicitA zeros / ImplicitM ones). An integer fill is exact in every dtype. The
+    /// output has no source key (`MappedTensor::source_key` is empty; its first op is
+    /// [`TensorOp::Fill`]).
+    Constant {
+        key: String,
+        dtype: DType,
+        shape: Vec<usize>,
+        fill: i32,
+        reason: String,
+    },
 }
 
 impl Op {
@@ -83,12 +95,19 @@ impl Op {
             Op::Split { pattern, dim, into } => {
                 format!("split ^{pattern} along dim {dim} into {}", into.join(", "))
             }
+            Op::Constant {
+                key,
+                dtype,
+                shape,
+                fill,
+                reason,
+            } => format!("add {key} {dtype} {shape:?} filled with {fill} ({reason})"),
         }
     }
 
     fn pattern(&self) -> Option<&str> {
         match self {
-            Op::StripPrefix { .. } | Op::RenameFirst { .. } => None,
+            Op::StripPrefix { .. } | Op::RenameFirst { .. } | Op::Constant { .. } => None,
             Op::Keep { pattern, .. }
             | Op::Drop { pattern, .. }
             | Op::Rename { pattern, .. }
@@ -123,6 +142,11 @@ pub enum TensorOp {
         chunks: usize,
         index: usize,
     },
+    /// A new tensor of the mapped dtype and shape, every element `value` (see [`Op::Constant`]);
+    /// only as the first op, and it reads no source bytes.
+    Fill {
+        value: i32,
+    },
 }
 
 impl std::fmt::Display for TensorOp {
@@ -133,6 +157,7 @@ impl std::fmt::Display for TensorOp {
             TensorOp::Split { dim, chunks, index } => {
                 write!(f, "split(dim={dim}, chunk {index}/{chunks})")
             }
+            TensorOp::Fill { value } => write!(f, "constant({value})"),
         }
     }
 }
@@ -365,6 +390,22 @@ impl Plan {
                             });
                         }
                     }
+                }
+                Op::Constant {
+                    key,
+                    dtype,
+                    shape,
+                    fill,
+                    ..
+                } => {
+                    work.push(Work {
+                        key: key.clone(),
+                        source_key: String::new(),
+                        ops: vec![TensorOp::Fill { value: *fill }],
+                        dtype: *dtype,
+                        shape: shape.clone(),
+                    });
+                    used += 1;
                 }
             }
             if used == 0 {

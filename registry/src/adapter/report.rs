@@ -55,6 +55,7 @@ impl Report {
         let renamed: Vec<(String, String)> = mapping
             .tensors
             .iter()
+            .filter(|t| !t.source_key.is_empty()) // constants (plan.rs: Op::Constant) are no renames
             .filter(|t| t.key != t.source_key || t.section != mapping.section)
             .map(|t| (t.source_key.clone(), t.key.clone()))
             .collect();

@@ -23,6 +23,11 @@ pub fn apply_tensor_ops<'a>(
     let mut shape = shape.to_vec();
     let mut bytes = bytes;
     for op in ops {
+        if let TensorOp::Fill { value } = op {
+            // A new tensor: no source bytes to check (plan.rs: Op::Constant).
+            bytes = Cow::Owned(filled_bytes(*value, dtype, shape.iter().product()));
+            continue;
+        }
         let err = |detail: String| AdapterError::Bytes {
             op: op.to_string(),
             dtype,
@@ -70,9 +75,17 @@ pub fn apply_tensor_ops<'a>(
                 shape = new_shape;
                 bytes = Cow::Owned(out);
             }
+            TensorOp::Fill { .. } => unreachable!("handled before the size check"),
         }
     }
     Ok((dtype, shape, bytes))
+}
+
+/// `numel` elements of `dtype`, each the integer `value` (exact in every dtype for the small
+/// identity values plans add; through the same conversions as a cast from i64).
+fn filled_bytes(value: i32, dtype: DType, numel: usize) -> Vec<u8> {
+    let one = cast_bytes(&i64::from(value).to_le_bytes(), DType::I64, dtype);
+    one.repeat(numel)
 }
 
 fn transpose_bytes(bytes: &[u8], shape: &[usize], perm: &[usize], elem: usize) -> Vec<u8> {

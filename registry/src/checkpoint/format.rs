@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::error::CheckpointError;
+use super::numpy::parse_pickle;
 use super::safetensors_header::parse_safetensors;
 use super::torch_legacy::parse_legacy;
 use super::torch_zip::parse_zip;
@@ -14,15 +15,19 @@ pub enum Format {
     TorchZip,
     TorchLegacy,
     Safetensors,
+    /// One plain pickle (no torch magic number), e.g. PaddlePaddle's `.pdparams`; NumPy arrays
+    /// in it are read as tensors (`numpy.rs`).
+    Pickle,
 }
 
 impl Format {
-    /// `torch-zip`, `torch-legacy` or `safetensors` (the `inspect --json` spelling).
+    /// `torch-zip`, `torch-legacy`, `safetensors` or `pickle` (the `inspect --json` spelling).
     pub const fn as_str(self) -> &'static str {
         match self {
             Format::TorchZip => "torch-zip",
             Format::TorchLegacy => "torch-legacy",
             Format::Safetensors => "safetensors",
+            Format::Pickle => "pickle",
         }
     }
 }
@@ -48,7 +53,13 @@ impl Checkpoint {
         } else if is_st_ext || looks_like_safetensors(bytes) {
             Ok((Format::Safetensors, parse_safetensors(&path, bytes)?))
         } else if bytes.first() == Some(&0x80) {
-            Ok((Format::TorchLegacy, parse_legacy(&path, bytes, source)?))
+            match parse_legacy(&path, bytes, source) {
+                // Not torch's magic number first: a plain pickle (numpy.rs).
+                Err(CheckpointError::UnknownFormat { .. }) => {
+                    Ok((Format::Pickle, parse_pickle(&path, bytes)?))
+                }
+                other => Ok((Format::TorchLegacy, other?)),
+            }
         } else {
             let head: String = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
             Err(CheckpointError::UnknownFormat {

@@ -31,6 +31,7 @@ pub mod error;
 mod format;
 pub mod inspect;
 pub mod module_tree;
+mod numpy;
 pub mod pickle;
 mod safetensors_header;
 mod sections;

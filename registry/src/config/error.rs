@@ -62,13 +62,25 @@ pub enum ConfigError {
     },
 
     #[error(
-        "base config '{base}' of {file} not found; tried:\n{}",
+        "base config '{base}' of {file} not found{}; tried:\n{}",
+        did_you_mean_path(did_you_mean.as_deref()),
         tried.iter().map(|p| format!("  {}", p.display())).collect::<Vec<_>>().join("\n")
     )]
     BaseNotFound {
         file: PathBuf,
         base: String,
         tried: Vec<PathBuf>,
+        /// For a `pkg::` base: the closest config the package does ship (`pkg::rel`).
+        did_you_mean: Option<String>,
+    },
+
+    /// An MMRazor `cfg_path` (`mmengine.hub.get_model`) naming a config the package does not ship;
+    /// mmengine raises `FileNotFoundError` from `get_config` (`mmengine/hub/hub.py`).
+    #[error("{file}: {missing}")]
+    CfgPathNotFound {
+        /// The config holding the `cfg_path` (`<cfg_path>` when called without one).
+        file: PathBuf,
+        missing: Box<MissingCfgPath>,
     },
 
     #[error("cyclic _base_ inheritance: {}", chain.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" -> "))]
@@ -184,7 +196,9 @@ impl ConfigError {
             ConfigError::Syntax { .. } => "SyntaxError",
             ConfigError::UndefinedName { .. } => "NameError",
             ConfigError::Eval { kind, .. } => kind,
-            ConfigError::BaseNotFound { .. } | ConfigError::Io { .. } => "FileNotFoundError",
+            ConfigError::BaseNotFound { .. }
+            | ConfigError::CfgPathNotFound { .. }
+            | ConfigError::Io { .. } => "FileNotFoundError",
             ConfigError::DuplicateBaseKeys { .. }
             | ConfigError::MissingEnv { .. }
             | ConfigError::ReservedKey { .. } => "KeyError",
@@ -194,5 +208,41 @@ impl ConfigError {
             ConfigError::BadPackagePath { .. } => "ValueError",
             _ => "Error",
         }
+    }
+}
+
+fn did_you_mean_path(s: Option<&str>) -> String {
+    s.map(|s| format!(" (did you mean '{s}'?)"))
+        .unwrap_or_default()
+}
+
+/// The details of [`ConfigError::CfgPathNotFound`] (boxed: errors travel through many `Result`s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingCfgPath {
+    /// Dotted key of the `cfg_path` (`model.architecture.cfg_path`).
+    pub key: String,
+    pub reference: String,
+    /// The pip package (`mmdet`).
+    pub package: String,
+    pub tried: Vec<PathBuf>,
+    /// The closest config the package does ship (`pkg::rel`).
+    pub did_you_mean: Option<String>,
+}
+
+impl std::fmt::Display for MissingCfgPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} '{}' not found in the {} config tree{}; tried:\n{}",
+            self.key,
+            self.reference,
+            self.package,
+            did_you_mean_path(self.did_you_mean.as_deref()),
+            self.tried
+                .iter()
+                .map(|p| format!("  {}", p.display()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
     }
 }

@@ -257,7 +257,7 @@ impl<'r> Loader<'r> {
                 });
             }
             let mut tried = Vec::new();
-            for d in dirs {
+            for d in &dirs {
                 // `Path::join` drops `d` for an absolute `rel`, as `os.path.join` does (mmrazor#460).
                 let cand = d.join(&rel);
                 if cand.is_file() {
@@ -269,6 +269,8 @@ impl<'r> Loader<'r> {
                 file: current.to_path_buf(),
                 base: entry.to_string(),
                 tried,
+                did_you_mean: super::suggest::closest_config(&dirs, &rel)
+                    .map(|r| format!("{scope}::{r}")),
             })
         } else {
             let dir = current.parent().unwrap_or(Path::new(""));
@@ -280,6 +282,7 @@ impl<'r> Loader<'r> {
                     file: current.to_path_buf(),
                     base: entry.to_string(),
                     tried: vec![cand],
+                    did_you_mean: None,
                 })
             }
         }

@@ -26,6 +26,7 @@ pub(crate) mod eval;
 pub(crate) mod loader;
 pub mod options;
 pub mod roots;
+mod suggest;
 pub mod toml_codec;
 pub mod value;
 
@@ -202,7 +203,7 @@ impl Config {
                 self.path.display()
             ))
         })?;
-        load_cfg_path(v, roots)
+        load_cfg_path_at(v, roots, &self.path, &format!("{key_path}.cfg_path"))
     }
 }
 
@@ -225,6 +226,16 @@ pub struct CfgPathModel {
 /// Offline: the package's configs come from the [`ConfigRoots`]; nothing is installed or
 /// downloaded (`pretrained=True` is ignored here: loading weights is the caller's business).
 pub fn load_cfg_path(dict: &Value, roots: &ConfigRoots) -> Result<CfgPathModel, ConfigError> {
+    load_cfg_path_at(dict, roots, Path::new("<cfg_path>"), "cfg_path")
+}
+
+/// [`load_cfg_path`] for the dict at `key` of the config `file` (named in the errors).
+fn load_cfg_path_at(
+    dict: &Value,
+    roots: &ConfigRoots,
+    file: &Path,
+    key: &str,
+) -> Result<CfgPathModel, ConfigError> {
     let Value::Dict(d) = dict else {
         return Err(ConfigError::CfgPath(format!(
             "expected a dict with 'cfg_path', got a {}",
@@ -236,11 +247,11 @@ pub fn load_cfg_path(dict: &Value, roots: &ConfigRoots) -> Result<CfgPathModel, 
             "the dict has no string 'cfg_path'".into(),
         ));
     };
-    let (scope, rel) = loader::split_package_path(cfg_path, Path::new("<cfg_path>"))?;
+    let (scope, rel) = loader::split_package_path(cfg_path, file)?;
     let dirs = roots.dirs(&scope);
     if dirs.is_empty() {
         return Err(ConfigError::PackageNotAvailable {
-            file: PathBuf::from("<cfg_path>"),
+            file: file.to_path_buf(),
             package: roots::package_name(&scope).unwrap_or(&scope).to_string(),
             tried: roots.tried(&scope),
             scope,
@@ -251,10 +262,15 @@ pub fn load_cfg_path(dict: &Value, roots: &ConfigRoots) -> Result<CfgPathModel, 
         .iter()
         .map(|d| d.join(&rel))
         .find(|p| p.is_file())
-        .ok_or_else(|| ConfigError::BaseNotFound {
-            file: PathBuf::from("<cfg_path>"),
-            base: cfg_path.clone(),
-            tried: dirs.iter().map(|d| d.join(&rel)).collect(),
+        .ok_or_else(|| ConfigError::CfgPathNotFound {
+            file: file.to_path_buf(),
+            missing: Box::new(error::MissingCfgPath {
+                key: key.to_string(),
+                reference: cfg_path.clone(),
+                package: roots::package_name(&scope).unwrap_or(&scope).to_string(),
+                tried: dirs.iter().map(|d| d.join(&rel)).collect(),
+                did_you_mean: suggest::closest_config(&dirs, &rel).map(|r| format!("{scope}::{r}")),
+            }),
         })?;
     let config = Config::from_file(&file, roots)?;
     let Some(Value::Dict(model)) = config.tree.get("model") else {

@@ -53,6 +53,18 @@ pub enum SpecError {
     /// A section the inference needs is absent.
     #[error("{path}: {message}")]
     Missing { path: String, message: String },
+    /// An MMRazor algorithm whose weights are not a plain detector's (pruning, NAS supernet,
+    /// quantisation): refused from the config alone, before any checkpoint is opened.
+    #[error(
+        "{path}: `{algorithm}` is an MMRazor {kind} model, not a plain detector or a \
+         distillation student, so mmcompat refuses it: {hint}"
+    )]
+    RefusedAlgorithm {
+        path: String,
+        algorithm: String,
+        kind: &'static str,
+        hint: &'static str,
+    },
     /// Reading a config referenced by this one (MMRazor `cfg_path`) failed.
     #[error(transparent)]
     Config(Box<ConfigError>),

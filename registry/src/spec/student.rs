@@ -41,6 +41,66 @@ register_distill_algorithms!(
     "DataFreeDistillation",
 );
 
+/// Registry payload of the MMRazor algorithms whose weights are not a plain detector's: refused
+/// before any checkpoint is opened, naming what would work instead.
+#[derive(Debug)]
+pub struct RefuseWithHint {
+    /// `pruning`, `pruned deploy`, `NAS` or `quantisation`.
+    pub kind: &'static str,
+    /// What would work instead (MMRazor's own export tools).
+    pub hint: &'static str,
+}
+
+// mmrazor/models/algorithms/pruning/*.py and implementations/pruning/group_fisher/algorithm.py:
+// the state dict is `architecture.*` with UNPRUNED shapes plus `mutator.units.N.mutable_channel.mask`;
+// prediction runs the masked (dynamic) ops, so the plain architecture would give other outputs.
+pub static PRUNING: RefuseWithHint = RefuseWithHint {
+    kind: "pruning",
+    hint:
+        "export the pruned model with MMRazor's tools/pruning/get_static_model_from_algorithm.py; \
+           its deploy config (`GroupFisherDeploySubModel` / `sub_model`) rebuilds narrowed layers \
+           from the fix_subnet JSON, which mmcompat does not support yet",
+};
+
+// implementations/pruning/group_fisher/prune_{deploy_,}sub_model.py and registry.py `sub_model`:
+// the channel counts of the narrowed layers live only in the fix_subnet JSON/dict.
+pub static PRUNED_DEPLOY: RefuseWithHint = RefuseWithHint {
+    kind: "pruned-deploy / subnet",
+    hint: "mmcompat cannot rebuild an architecture from a fix_subnet (narrowed channels or chosen \
+           candidates); run it with MMRazor + MMDeploy",
+};
+
+// mmrazor/models/algorithms/nas/*.py: a supernet whose state dict holds every candidate op
+// (`..._candidates.<op>.`, mutables/mutable_module/one_shot_mutable_module.py).
+pub static NAS: RefuseWithHint = RefuseWithHint {
+    kind: "NAS (supernet)",
+    hint: "export the searched subnet with MMRazor's tools/model_converters/convert_supernet2subnet.py \
+           and deploy it through `sub_model`; mmcompat runs only plain detectors, not searchable \
+           supernets",
+};
+
+// mmrazor/models/algorithms/quantization/mm_architecture.py: fake-quantised fx graphs under
+// `qmodels.`; the float `architecture.` alone would not give the quantised model's outputs.
+pub static QUANTISATION: RefuseWithHint = RefuseWithHint {
+    kind: "quantisation",
+    hint:
+        "deploy the quantised model with MMRazor's tools/model_converters/convert_quant_ckpt.py + \
+           MMDeploy, or run the float model it was calibrated from (its own config and checkpoint)",
+};
+
+macro_rules! register_refused_algorithms {
+    ($payload:ident: $($name:literal),* $(,)?) => {$(
+        crate::register_type!(scope: "mmrazor", kind: "model", name: $name, payload: &$payload);
+    )*};
+}
+
+// The names of mmrazor 1.0.0's MODELS registry (dumped by
+// tests/fixtures/generate/make_razor_mmdet_refs.py into tests/fixtures/razor_mmdet/students.json).
+register_refused_algorithms!(PRUNING: "ItePruneAlgorithm", "GroupFisherAlgorithm", "DCFF", "DMCP", "SlimmableNetwork");
+register_refused_algorithms!(PRUNED_DEPLOY: "GroupFisherDeploySubModel", "GroupFisherSubModel", "sub_model");
+register_refused_algorithms!(NAS: "SPOS", "DSNAS", "Darts", "AutoSlim", "BigNAS", "Autoformer");
+register_refused_algorithms!(QUANTISATION: "MMArchitectureQuant");
+
 /// The scope inference starts in — the one precedence rule for every caller: the explicit scope
 /// (`--scope`, `Inferencer::builder().scope()`, DetInferencer's `scope=`), else the config's
 /// `default_scope`, else `mmdet` (DetInferencer's default `scope='mmdet'`).
@@ -105,6 +165,19 @@ pub fn resolve_model(
         .or(model_scope.as_deref())
         .unwrap_or(scope.name())
         == "mmrazor";
+    if in_razor {
+        let regs = super::model::registries()?;
+        if let Ok((found, _)) = regs.resolve("model", &type_name, model_scope.as_deref(), &scope) {
+            if let Some(r) = found.payload::<RefuseWithHint>() {
+                return Err(SpecError::RefusedAlgorithm {
+                    path: "model.type".into(),
+                    algorithm: type_name,
+                    kind: r.kind,
+                    hint: r.hint,
+                });
+            }
+        }
+    }
     let Some(arch) = model.get("architecture").filter(|_| in_razor) else {
         return Ok(ResolvedModel {
             model,

@@ -8,23 +8,27 @@
 //! `BaseDenseHead._predict_by_feat_single`) step by step: sigmoid, the top `nms_pre` candidates
 //! over all levels (mmyolo) or per level (mmdet) above `score_thr` (ONNX `TopK` sorts by value,
 //! ties by index, as our host sort), the point priors as constants, `distance2bbox` (mmdet: clamped
-//! to the input size), then mmcv `batched_nms` and the first `max_per_img`.
+//! to the input size), then mmcv `batched_nms` and the first `max_per_img`. Heads with
+//! objectness (`OnnxDecoder`): YOLOv5/YOLOv7's anchors and `YOLOv5BBoxCoder`, YOLOX's points and
+//! `YOLOXBBoxCoder`, scores `sigmoid(cls) · sigmoid(obj)`; with `yolox_style` (YOLOX) there is no
+//! `max_per_img` cap, so `N` is symbolic (`"detections"`): the most any image of the batch keeps.
 //!
-//! NMS: ONNX `NonMaxSuppression` runs one greedy NMS per (image, class) with strict `iou >
-//! iou_threshold` and offset-0 areas, like mmcv's `nms`; its candidates are ours with their score
-//! in their own class's row (other rows below the score threshold). mmcv's `batched_nms`
-//! additionally offsets every box by `label * (max_coordinate + 1)` and computes the IoUs on those
-//! float32-rounded coordinates; the graph adds the same offsets, so the IoUs round the same. mmcv
-//! runs per-class NMS from `split_thr` (10000) boxes on and one NMS over all offset boxes below it:
-//! the two differ only when offset boxes of different classes overlap, which needs boxes with
-//! negative coordinates and an IoU above the threshold across the class boundary; the graph always
-//! runs per class. The rescale (`pad_param`, `scale_factor`) and mmyolo's clamp to the original
+//! NMS: ONNX `NonMaxSuppression` runs greedy NMS per (image, score row) with strict `iou >
+//! iou_threshold` and offset-0 areas, like mmcv's `nms`. mmcv's `batched_nms` offsets every box by
+//! `label * (max_coordinate + 1)` (not with `class_agnostic`) and computes the IoUs on those
+//! float32-rounded coordinates; the graph adds the same offsets, so the IoUs round the same. Below
+//! `split_thr` (10000) boxes mmcv runs one NMS over all offset boxes (boxes of neighbouring classes
+//! can overlap there when coordinates are negative, e.g. PPYOLOE's large early boxes): the graph's
+//! one score row; from `split_thr` on, one NMS per class: the graph's candidate-per-class rows,
+//! chosen per image by its candidate count (both run only when `nms_pre` allows that many). The
+//! rescale (`pad_param`, `scale_factor`) and mmyolo's clamp to the original
 //! image stay outside (they depend on each image; the `.preprocess.json` says how): IoUs are
 //! invariant under that translation and axis scaling, up to float32 rounding.
 
-use super::graph::{attr_i, OnnxGraph, ValueId};
+use super::graph::{attr_i, Dim, OnnxGraph, ValueId};
 use super::{ExportError, OnnxHeadOutputs};
 use crate::models::{Detector, Flavour};
+use crate::postprocess::yolov5::AnchorLevelSpec;
 use crate::postprocess::TestCfg;
 
 /// Score of rows that are not (or no longer) candidates: below any sigmoid score.
@@ -42,7 +46,9 @@ pub struct LevelShape {
 pub struct End2EndOutputs {
     pub dets: ValueId,
     pub labels: ValueId,
-    pub max_per_img: i64,
+    /// Rows per image: `max_per_img`, or with `yolox_style` the symbolic `"detections"` (the
+    /// most any image of the batch keeps).
+    pub rows: Dim,
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ExportError {
@@ -96,6 +102,186 @@ fn priors(level: &LevelShape, offset: f64) -> Vec<f32> {
     v
 }
 
+/// How `--end2end` decodes a head's raw outputs (`DenseHead::onnx_decoder`).
+#[derive(Debug, Clone)]
+pub enum OnnxDecoder {
+    /// Point priors and `DistancePointBBoxCoder` (RTMDet, YOLOv8): the default.
+    Distance,
+    /// `YOLOAnchorGenerator` anchors, `YOLOv5BBoxCoder` and objectness (YOLOv5, YOLOv7):
+    /// `crate::postprocess::yolov5`.
+    Yolov5Anchors(Vec<AnchorLevelSpec>),
+    /// `MlvlPointGenerator` points, `YOLOXBBoxCoder` (scaled by `featmap_strides[i]`) and
+    /// objectness (YOLOX).
+    YoloxPoints { decode_strides: Vec<f64> },
+}
+
+/// `DistancePointBBoxCoder.decode` of one level's distances (mmdet's clamp is the caller's).
+fn distance_boxes(
+    g: &mut OnnxGraph,
+    bbox_pred: ValueId,
+    level: &LevelShape,
+    (offset, flavour): (f64, Flavour),
+    hw: i64,
+) -> ValueId {
+    let mut d = flatten_level(g, bbox_pred, 4, hw);
+    if flavour == Flavour::Mmyolo {
+        // DistancePointBBoxCoder.decode: `pred_bboxes * stride` first (mmyolo's raw
+        // distances are in stride units).
+        let st = g.const_f32("stride", vec![], &[level.stride.0 as f32]);
+        d = g.op("Mul", &[d, st], vec![]);
+    }
+    // distance2bbox: (px - l, py - t, px + r, py + b) as priors + d * (-1, -1, 1, 1).
+    let sign = g.const_f32("ltrb_sign", vec![4], &[-1.0, -1.0, 1.0, 1.0]);
+    let sd = g.op("Mul", &[d, sign], vec![]);
+    let p = g.const_f32("priors", vec![1, hw, 4], &priors(level, offset));
+    g.op("Add", &[p, sd], vec![])
+}
+
+/// `[B, A·k, H, W]` → `[B, H·W·A, k]`: `permute(0, 2, 3, 1).reshape(B, -1, k)` as
+/// `predict_by_feat` flattens (location-major, anchor-minor: `grid_priors`' order).
+fn flatten_anchors(g: &mut OnnxGraph, x: ValueId, k: i64, a: i64, hw: i64) -> ValueId {
+    let t = flatten_level(g, x, a * k, hw);
+    if a == 1 {
+        return t;
+    }
+    let shape = i64s(g, &[0, hw * a, k]);
+    g.op("Reshape", &[t, shape], vec![])
+}
+
+/// `sigmoid(cls) * sigmoid(objectness)[:, None]` of level `i`, `[B, H·W·A, C]`
+/// (`scores *= objectness[:, None]`, yolov5_head.py:396-397). The `objectness > score_thr`
+/// prefilter (:389-394) is implied by the `score > score_thr` that follows: `score = cls · obj`
+/// with `cls ≤ 1` rounds to at most `obj` in float32, so it needs no node.
+fn objectness_scores(
+    g: &mut OnnxGraph,
+    heads: &OnnxHeadOutputs,
+    i: usize,
+    (c, a, hw): (i64, i64, i64),
+) -> ValueId {
+    let s = flatten_anchors(g, heads.cls_scores[i], c, a, hw);
+    let s = g.op("Sigmoid", &[s], vec![]);
+    let o = flatten_anchors(g, heads.objectnesses[i], 1, a, hw);
+    let o = g.op("Sigmoid", &[o], vec![]);
+    g.op("Mul", &[s, o], vec![])
+}
+
+/// `[B, N, 4]` → its `[B, N, 2]` halves (xy, wh).
+fn split_pairs(g: &mut OnnxGraph, x: ValueId) -> (ValueId, ValueId) {
+    let two = i64s(g, &[2, 2]);
+    let h = g.op_multi(
+        "Split",
+        vec![Some(x), Some(two)],
+        2,
+        vec![attr_i("axis", 2)],
+    );
+    (h[0], h[1])
+}
+
+/// `[xy - wh / 2, xy + wh / 2]` on the last axis.
+fn corners(g: &mut OnnxGraph, xy: ValueId, wh: ValueId) -> ValueId {
+    let two = g.const_f32("two", vec![], &[2.0]);
+    let half = g.op("Div", &[wh, two], vec![]);
+    let lo = g.op("Sub", &[xy, half], vec![]);
+    let hi = g.op("Add", &[xy, half], vec![]);
+    g.op("Concat", &[lo, hi], vec![attr_i("axis", 2)])
+}
+
+/// `YOLOv5BBoxCoder.decode` (yolov5_bbox_coder.py:22-55) of the sigmoid offsets `d [B, HWA, 4]`
+/// against the level's anchors, op by op as `crate::postprocess::yolov5::decode`: anchor centres
+/// and sizes are constants computed in float32 from the anchors as upstream does.
+fn yolov5_boxes(
+    g: &mut OnnxGraph,
+    d: ValueId,
+    spec: &AnchorLevelSpec,
+    level: &LevelShape,
+) -> ValueId {
+    let base = spec.base_anchors();
+    let n = level.h * level.w * base.len() as i64;
+    let (mut centres, mut sizes) = (Vec::with_capacity(n as usize * 2), Vec::new());
+    for hw in 0..level.h * level.w {
+        // YOLOAnchorGenerator.single_level_grid_priors: base + float32(col) * stride_w.
+        let sx = (hw % level.w) as f32 * spec.stride.0 as f32;
+        let sy = (hw / level.w) as f32 * spec.stride.1 as f32;
+        for b in &base {
+            let p = [b[0] + sx, b[1] + sy, b[2] + sx, b[3] + sy];
+            centres.extend([(p[0] + p[2]) * 0.5, (p[1] + p[3]) * 0.5]);
+            sizes.extend([p[2] - p[0], p[3] - p[1]]);
+        }
+    }
+    let centres = g.const_f32("anchor_centres", vec![1, n, 2], &centres);
+    let sizes = g.const_f32("anchor_sizes", vec![1, n, 2], &sizes);
+    let (xy, wh) = split_pairs(g, d);
+    // (p - 0.5) * 2 * stride + centre
+    let half = g.const_f32("half", vec![], &[0.5]);
+    let two = g.const_f32("two", vec![], &[2.0]);
+    let stride = g.const_f32("stride", vec![], &[spec.decode_stride as f32]);
+    let xy = g.op("Sub", &[xy, half], vec![]);
+    let xy = g.op("Mul", &[xy, two], vec![]);
+    let xy = g.op("Mul", &[xy, stride], vec![]);
+    let xy = g.op("Add", &[xy, centres], vec![]);
+    // (p * 2) ** 2 * anchor size (torch's pow by 2 is x * x)
+    let wh = g.op("Mul", &[wh, two], vec![]);
+    let wh = g.op("Mul", &[wh, wh], vec![]);
+    let wh = g.op("Mul", &[wh, sizes], vec![]);
+    corners(g, xy, wh)
+}
+
+/// `YOLOXBBoxCoder.decode` (yolox_bbox_coder.py:22-45) of the raw `d [B, HW, 4]`: `xy = d ·
+/// stride + point`, `wh = exp(d) · stride`, as `crate::postprocess::yolov5::decode_yolox`.
+fn yolox_boxes(
+    g: &mut OnnxGraph,
+    d: ValueId,
+    level: &LevelShape,
+    offset: f64,
+    decode_stride: f64,
+) -> ValueId {
+    let hw = level.h * level.w;
+    let points: Vec<f32> = priors(level, offset)
+        .chunks(4)
+        .flat_map(|p| [p[0], p[1]])
+        .collect();
+    let points = g.const_f32("points", vec![1, hw, 2], &points);
+    let stride = g.const_f32("stride", vec![], &[decode_stride as f32]);
+    let (xy, wh) = split_pairs(g, d);
+    let xy = g.op("Mul", &[xy, stride], vec![]);
+    let xy = g.op("Add", &[xy, points], vec![]);
+    let wh = g.op("Exp", &[wh], vec![]);
+    let wh = g.op("Mul", &[wh, stride], vec![]);
+    corners(g, xy, wh)
+}
+
+/// `NonMaxSuppression` of `boxes [B, K, 4]` with `scores [B, rows, K]` (strict `iou > thr`, as
+/// mmcv's `nms`), as `values [B, K]` where kept and `NOT_A_CANDIDATE` elsewhere.
+fn nms_kept(
+    g: &mut OnnxGraph,
+    iou_threshold: f32,
+    boxes: ValueId,
+    scores: ValueId,
+    values: ValueId,
+) -> ValueId {
+    let k_total = g.const_i64(
+        "max_output_boxes_per_class",
+        vec![1],
+        &[i64::from(i32::MAX)],
+    );
+    let iou = g.const_f32("iou_threshold", vec![1], &[iou_threshold]);
+    // Half-way between NOT_A_CANDIDATE and the lowest sigmoid score.
+    let sthr = g.const_f32("nms_score_threshold", vec![1], &[NOT_A_CANDIDATE / 2.0]);
+    let sel = g.op(
+        "NonMaxSuppression",
+        &[boxes, scores, k_total, iou, sthr],
+        vec![attr_i("center_point_box", 0)],
+    );
+    // [M, 3] (image, row, candidate) → keep the image's candidate scores, others -1.
+    let cols = g.const_i64("image_and_candidate", vec![2], &[0, 2]);
+    let bk = g.op("Gather", &[sel, cols], vec![attr_i("axis", 1)]);
+    let upd = g.op("GatherND", &[values, bk], vec![]);
+    let shape = g.op("Shape", &[values], vec![]);
+    let not_cand = g.const_f32("not_a_candidate", vec![], &[NOT_A_CANDIDATE]);
+    let fill = g.op("Expand", &[not_cand, shape], vec![]);
+    g.op("ScatterND", &[fill, bk, upd], vec![])
+}
+
 /// Top `k` of `scores [B, M]` (sorted), their values, indices and the `> score_thr` mask.
 fn top_candidates(
     g: &mut OnnxGraph,
@@ -104,6 +290,16 @@ fn top_candidates(
     score_thr: f32,
 ) -> (ValueId, ValueId, ValueId) {
     let kk = i64s(g, &[k]);
+    top_k_of(g, scores, kk, score_thr)
+}
+
+/// [`top_candidates`] with K a graph value (`[1]` int64).
+fn top_k_of(
+    g: &mut OnnxGraph,
+    scores: ValueId,
+    kk: ValueId,
+    score_thr: f32,
+) -> (ValueId, ValueId, ValueId) {
     let tk = g.op_multi(
         "TopK",
         vec![Some(scores), Some(kk)],
@@ -136,9 +332,18 @@ pub fn emit(
     let flavour = det.flavour();
     let c = det.num_classes();
     let offset = det.prior_offset();
-    if !heads.objectnesses.is_empty() {
+    let decoder = det.onnx_decoder();
+    let with_objectness = !matches!(decoder, OnnxDecoder::Distance);
+    let priors_per_location = match &decoder {
+        OnnxDecoder::Yolov5Anchors(specs) => specs.first().map_or(1, |s| s.base_sizes.len() as i64),
+        _ => 1,
+    };
+    if with_objectness == heads.objectnesses.is_empty()
+        || (with_objectness && flavour != Flavour::Mmyolo)
+    {
+        // A head whose outputs and decoder disagree: a missing emitter, not a user error.
         return Err(ExportError::unsupported(
-            "end-to-end decoding of objectness heads",
+            format!("end-to-end decoding of {}", det.type_name()),
             "dense head",
         ));
     }
@@ -184,27 +389,43 @@ pub fn emit(
         .unwrap_or(0.0) as f32;
     for (i, level) in levels.iter().enumerate() {
         let hw = level.h * level.w;
-        let s = flatten_level(g, heads.cls_scores[i], c, hw);
-        level_scores.push(g.op("Sigmoid", &[s], vec![]));
-        let mut d = flatten_level(g, heads.bbox_preds[i], 4, hw);
-        if flavour == Flavour::Mmyolo {
-            // DistancePointBBoxCoder.decode: `pred_bboxes * stride` first (mmyolo's raw
-            // distances are in stride units).
-            let st = g.const_f32("stride", vec![], &[level.stride.0 as f32]);
-            d = g.op("Mul", &[d, st], vec![]);
-        }
-        // distance2bbox: (px - l, py - t, px + r, py + b) as priors + d * (-1, -1, 1, 1).
-        let sign = g.const_f32("ltrb_sign", vec![4], &[-1.0, -1.0, 1.0, 1.0]);
-        let sd = g.op("Mul", &[d, sign], vec![]);
-        let p = g.const_f32("priors", vec![1, hw, 4], &priors(level, offset));
-        let mut b = g.op("Add", &[p, sd], vec![]);
-        if flavour == Flavour::Mmdet {
-            // max_shape = img_shape (the padded input): x in [0, W], y in [0, H].
-            let zero = g.const_f32("zero", vec![], &[0.0]);
-            let hi = g.const_f32("max_shape", vec![4], &[input_w, input_h, input_w, input_h]);
-            b = g.op("Max", &[b, zero], vec![]);
-            b = g.op("Min", &[b, hi], vec![]);
-        }
+        let (scores, b) = match &decoder {
+            OnnxDecoder::Distance => {
+                let s = flatten_level(g, heads.cls_scores[i], c, hw);
+                let scores = g.op("Sigmoid", &[s], vec![]);
+                let b = distance_boxes(g, heads.bbox_preds[i], level, (offset, flavour), hw);
+                let b = if flavour == Flavour::Mmdet {
+                    // max_shape = img_shape (the padded input): x in [0, W], y in [0, H].
+                    let zero = g.const_f32("zero", vec![], &[0.0]);
+                    let hi =
+                        g.const_f32("max_shape", vec![4], &[input_w, input_h, input_w, input_h]);
+                    let b = g.op("Max", &[b, zero], vec![]);
+                    g.op("Min", &[b, hi], vec![])
+                } else {
+                    b
+                };
+                (scores, b)
+            }
+            OnnxDecoder::Yolov5Anchors(specs) => {
+                let spec = specs.get(i).ok_or_else(|| {
+                    invalid("prior_generator", format!("no anchors for level {i}"))
+                })?;
+                let a = spec.base_sizes.len() as i64;
+                let scores = objectness_scores(g, heads, i, (c, a, hw));
+                let d = flatten_anchors(g, heads.bbox_preds[i], 4, a, hw);
+                let d = g.op("Sigmoid", &[d], vec![]);
+                (scores, yolov5_boxes(g, d, spec, level))
+            }
+            OnnxDecoder::YoloxPoints { decode_strides } => {
+                let stride = *decode_strides.get(i).ok_or_else(|| {
+                    invalid("featmap_strides", format!("no stride for level {i}"))
+                })?;
+                let scores = objectness_scores(g, heads, i, (c, 1, hw));
+                let d = flatten_level(g, heads.bbox_preds[i], 4, hw);
+                (scores, yolox_boxes(g, d, level, offset, stride))
+            }
+        };
+        level_scores.push(scores);
         level_boxes.push(b);
     }
 
@@ -223,7 +444,7 @@ pub fn emit(
             let nms_pre = cfg.nms_pre.unwrap_or(100_000);
             let scores = cat1(g, &level_scores);
             let all_boxes = cat1(g, &level_boxes);
-            let p: i64 = levels.iter().map(|l| l.h * l.w).sum();
+            let p: i64 = levels.iter().map(|l| l.h * l.w).sum::<i64>() * priors_per_location;
             if multi_label {
                 // flat index = prior * C + class, over all levels jointly.
                 let shape = i64s(g, &[0, p * c]);
@@ -341,41 +562,40 @@ pub fn emit(
         }
         _ => boxes,
     };
-    // Scores for NonMaxSuppression [B, C, K]: a candidate's score in its class row.
-    let classes: Vec<i64> = (0..c).collect();
-    let class_ids = g.const_i64("class_ids", vec![1, 1, c], &classes);
-    let l3 = g.op("Unsqueeze", &[labels, k_axes], vec![]);
-    let is_class = g.op("Equal", &[l3, class_ids], vec![]);
-    let v3 = g.op("Unsqueeze", &[values, k_axes], vec![]);
-    let per_class = g.op("Where", &[is_class, v3, not_cand], vec![]);
-    let per_class = g.op(
-        "Transpose",
-        &[per_class],
-        vec![super::graph::attr_ints("perm", &[0, 2, 1])],
-    );
-
     let kept = match nms_cfg {
         Some(n) => {
-            let k_total = g.const_i64(
-                "max_output_boxes_per_class",
-                vec![1],
-                &[i64::from(i32::MAX)],
-            );
-            let iou = g.const_f32("iou_threshold", vec![1], &[n.iou_threshold]);
-            // Half-way between NOT_A_CANDIDATE and the lowest sigmoid score.
-            let sthr = g.const_f32("nms_score_threshold", vec![1], &[NOT_A_CANDIDATE / 2.0]);
-            let sel = g.op(
-                "NonMaxSuppression",
-                &[nms_boxes, per_class, k_total, iou, sthr],
-                vec![attr_i("center_point_box", 0)],
-            );
-            // [M, 3] (image, class, candidate) → keep the image's candidate scores, others -1.
-            let cols = g.const_i64("image_and_candidate", vec![2], &[0, 2]);
-            let bk = g.op("Gather", &[sel, cols], vec![attr_i("axis", 1)]);
-            let upd = g.op("GatherND", &[values, bk], vec![]);
-            let shape = g.op("Shape", &[values], vec![]);
-            let fill = g.op("Expand", &[not_cand, shape], vec![]);
-            g.op("ScatterND", &[fill, bk, upd], vec![])
+            // mmcv batched_nms below `split_thr` boxes: one NMS over all (offset) boxes, as one
+            // class row [B, 1, K].
+            let one_axis = i64s(g, &[1]);
+            let all = g.op("Unsqueeze", &[values, one_axis], vec![]);
+            let single = nms_kept(g, n.iou_threshold, nms_boxes, all, values);
+            if k_cands < n.split_thr as i64 {
+                single
+            } else {
+                // From `split_thr` boxes on: one NMS per class (`for id in torch.unique(idxs)`),
+                // a candidate's score in its class row [B, C, K]; chosen per image by its count.
+                let classes: Vec<i64> = (0..c).collect();
+                let class_ids = g.const_i64("class_ids", vec![1, 1, c], &classes);
+                let l3 = g.op("Unsqueeze", &[labels, k_axes], vec![]);
+                let is_class = g.op("Equal", &[l3, class_ids], vec![]);
+                let v3 = g.op("Unsqueeze", &[values, k_axes], vec![]);
+                let per_class = g.op("Where", &[is_class, v3, not_cand], vec![]);
+                let per_class = g.op(
+                    "Transpose",
+                    &[per_class],
+                    vec![super::graph::attr_ints("perm", &[0, 2, 1])],
+                );
+                let split = nms_kept(g, n.iou_threshold, nms_boxes, per_class, values);
+                let m = g.op(
+                    "Cast",
+                    &[mask],
+                    vec![attr_i("to", i64::from(super::proto::data_type::INT64))],
+                );
+                let count = g.op("ReduceSum", &[m, one_axis], vec![attr_i("keepdims", 1)]);
+                let thr = g.const_i64("split_thr", vec![], &[n.split_thr as i64]);
+                let below = g.op("Less", &[count, thr], vec![]);
+                g.op("Where", &[below, single, split], vec![])
+            }
         }
         None => values,
     };
@@ -385,7 +605,29 @@ pub fn emit(
         None => max_per_img,
     };
     let k_out = k_out.min(k_cands).max(1);
-    let (top, top_idx, valid) = top_candidates(g, kept, k_out, NOT_A_CANDIDATE / 2.0);
+    let (k, rows) = if cfg.yolox_style {
+        // `cfg.max_per_img = len(results)` (yolov5_head.py:431-433): everything NMS keeps, so
+        // the row count is the data's: the most any image keeps (at least 1), a `TopK` whose K
+        // is computed in the graph.
+        let kept_mask = g.const_f32("kept_threshold", vec![], &[NOT_A_CANDIDATE / 2.0]);
+        let is_kept = g.op("Greater", &[kept, kept_mask], vec![]);
+        let is_kept = g.op(
+            "Cast",
+            &[is_kept],
+            vec![attr_i("to", i64::from(super::proto::data_type::INT64))],
+        );
+        let ax1 = i64s(g, &[1]);
+        let per_image = g.op("ReduceSum", &[is_kept, ax1], vec![attr_i("keepdims", 0)]);
+        let most = reduce_max(g, per_image, &[0]);
+        let one = i64s(g, &[1]);
+        (
+            g.op("Max", &[most, one], vec![]),
+            Dim::Symbolic("detections".into()),
+        )
+    } else {
+        (i64s(g, &[k_out]), Dim::Fixed(k_out))
+    };
+    let (top, top_idx, valid) = top_k_of(g, kept, k, NOT_A_CANDIDATE / 2.0);
     let out_boxes = gather_rows(g, boxes, top_idx);
     let out_labels = g.op(
         "GatherElements",
@@ -399,9 +641,5 @@ pub fn emit(
     let dets = g.op("Where", &[valid3, dets, zero], vec![]);
     let minus_one = g.const_i64("no_label", vec![], &[-1]);
     let labels = g.op("Where", &[valid, out_labels, minus_one], vec![]);
-    Ok(End2EndOutputs {
-        dets,
-        labels,
-        max_per_img: k_out,
-    })
+    Ok(End2EndOutputs { dets, labels, rows })
 }

@@ -12,6 +12,7 @@ mod write;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use end2end::OnnxDecoder;
 pub use graph::{Dim, OnnxGraph, ValueId};
 pub use write::export_onnx;
 
@@ -26,6 +27,25 @@ pub const EXPORTABLE: &[&str] = &[
     "mmyolo.YOLOv8CSPDarknet",
     "mmyolo.YOLOv8PAFPN",
     "mmyolo.YOLOv8Head",
+    "mmyolo.YOLOv5CSPDarknet",
+    "mmyolo.YOLOv5PAFPN",
+    "mmyolo.YOLOv5Head",
+    "mmyolo.YOLOXCSPDarknet",
+    "mmyolo.YOLOXPAFPN",
+    "mmyolo.YOLOXHead",
+    "mmyolo.YOLOv6EfficientRep",
+    "mmyolo.YOLOv6CSPBep",
+    "mmyolo.YOLOv6RepPAFPN",
+    "mmyolo.YOLOv6CSPRepPAFPN",
+    "mmyolo.YOLOv6RepBiPAFPN",
+    "mmyolo.YOLOv6CSPRepBiPAFPN",
+    "mmyolo.YOLOv6Head",
+    "mmyolo.YOLOv7Backbone",
+    "mmyolo.YOLOv7PAFPN",
+    "mmyolo.YOLOv7Head",
+    "mmyolo.PPYOLOECSPResNet",
+    "mmyolo.PPYOLOECSPPAFPN",
+    "mmyolo.PPYOLOEHead",
 ];
 
 /// ONNX IR version written: 8 (onnx 1.10+). onnxruntime 1.31 refuses the IR 14 that onnx 1.23

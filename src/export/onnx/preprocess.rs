@@ -32,6 +32,9 @@ pub fn input_size(
                 target: ResizeTarget::Scale(scale),
                 ..
             } => size = Some((i64::from(scale.h), i64::from(scale.w))),
+            Transform::FixShapeResize { width, height, .. } => {
+                size = Some((i64::from(*height), i64::from(*width)))
+            }
             Transform::Pad {
                 size: Some(scale), ..
             } => size = Some((i64::from(scale.h), i64::from(scale.w))),
@@ -44,29 +47,71 @@ pub fn input_size(
     })
 }
 
-/// The resize step's upstream name and the pad value the pipeline fills with (BGR).
-fn resize_and_pad(inferencer: &Inferencer) -> (Value, Value) {
+/// The resize step's upstream name, its interpolation (mmcv's name: `bilinear`, `area`,
+/// `bicubic` = OpenCV's `INTER_LINEAR`, `INTER_AREA`, `INTER_CUBIC`) and the pad value the
+/// pipeline fills with (BGR).
+fn resize_and_pad(inferencer: &Inferencer) -> (Value, Value, Value) {
     let mut resize = Value::Null;
+    let mut interpolation = Value::Null;
     let mut pad = Value::Null;
     for step in inferencer.pipeline().steps() {
         match step {
-            Transform::LetterResize { pad_val, .. } => {
+            Transform::LetterResize {
+                pad_val,
+                interpolation: i,
+                ..
+            } => {
                 resize = json!("LetterResize");
+                interpolation = json!(i);
                 pad = json!(pad_val);
             }
-            Transform::YoloV5KeepRatioResize { .. } => resize = json!("YOLOv5KeepRatioResize"),
-            Transform::Resize { keep_ratio, .. } => {
+            Transform::YoloV5KeepRatioResize { .. } => {
+                resize = json!("YOLOv5KeepRatioResize");
+                // `mmcv.imrescale(..., interpolation='area' if ratio < 1 else 'bilinear')`.
+                interpolation = json!("area when shrinking, else bilinear");
+            }
+            Transform::Resize {
+                keep_ratio,
+                interpolation: i,
+                ..
+            } => {
                 resize = json!(if *keep_ratio {
                     "Resize(keep_ratio=True)"
                 } else {
                     "Resize(keep_ratio=False)"
-                })
+                });
+                interpolation = json!(i);
+            }
+            Transform::FixShapeResize {
+                interpolation: i, ..
+            } => {
+                // A stretch to exactly width × height (no keep ratio, no padding):
+                // scale_factor = (width / w, height / h).
+                resize = json!("FixShapeResize(keep_ratio=False)");
+                interpolation = json!(i);
             }
             Transform::Pad { pad_val, .. } => pad = json!(pad_val),
             _ => {}
         }
     }
-    (resize, pad)
+    (resize, interpolation, pad)
+}
+
+/// What the data preprocessor does at test time, in words.
+fn data_preprocessor_note(type_name: Option<&str>) -> &'static str {
+    match type_name.map(|t| t.rsplit('.').next().unwrap_or(t)) {
+        // mmyolo/models/data_preprocessors/data_preprocessor.py: `if not training: return
+        // super().forward(data, training)`.
+        Some("PPYOLOEDetDataPreprocessor") => {
+            "PPYOLOEDetDataPreprocessor: at test time DetDataPreprocessor.forward (its batch \
+             resizing is training-only): channel swap, (x - mean) / std, pad to pad_size_divisor"
+        }
+        Some("YOLOv5DetDataPreprocessor") => {
+            "YOLOv5DetDataPreprocessor: channel swap, (x - mean) / std (DetDataPreprocessor's \
+             test-time path)"
+        }
+        _ => "DetDataPreprocessor: channel swap, (x - mean) / std, pad to pad_size_divisor",
+    }
 }
 
 pub(crate) fn preprocess_json(
@@ -79,12 +124,12 @@ pub(crate) fn preprocess_json(
 ) -> Value {
     let det = inferencer.detector();
     let dp = det.data_preprocessor();
-    let (resize, pad_value) = resize_and_pad(inferencer);
+    let (resize, interpolation, pad_value) = resize_and_pad(inferencer);
     let rescale = match det.flavour() {
         Flavour::Mmyolo => {
             "mmyolo YOLOv5Head.predict_by_feat: boxes minus [pad_left, pad_top] (LetterResize \
-             pad_param [top, bottom, left, right]), divided by scale_factor (w, h); after NMS \
-             clamped to the original image"
+             pad_param [top, bottom, left, right]; no pad_param: nothing), divided by \
+             scale_factor (w, h); after NMS clamped to the original image"
         }
         Flavour::Mmdet => {
             "mmdet BaseDenseHead: boxes clamped to the input size, multiplied by 1/scale_factor \
@@ -103,6 +148,7 @@ pub(crate) fn preprocess_json(
             "size_hw": [h, w],
         },
         "resize": resize,
+        "interpolation": interpolation,
         "pad_value_bgr": pad_value,
         "test_pipeline": inferencer.pipeline().steps(),
         "channel_order": if dp.bgr_to_rgb { "RGB" } else { "BGR" },
@@ -112,6 +158,7 @@ pub(crate) fn preprocess_json(
             "note": "(pixel - mean) / std per channel, after the channel swap",
         },
         "data_preprocessor": dp,
+        "data_preprocessor_at_test": data_preprocessor_note(dp.type_name.as_deref()),
         "outputs": outputs.iter().map(|o| json!({
             "name": o.name,
             "shape": shape_json(&o.shape),

@@ -132,7 +132,7 @@ pub fn export_onnx(
             *v = f32_of(&mut g, *v);
         }
         let e = end2end::emit(&mut g, det, inferencer.test_cfg(), &f32_heads, &levels)?;
-        let n = Dim::Fixed(e.max_per_img);
+        let n = e.rows.clone();
         outputs.push((
             e.dets,
             OutputDoc {

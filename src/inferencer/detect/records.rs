@@ -116,13 +116,9 @@ fn output_relative(path: &Path) -> PathBuf {
 }
 
 /// The JSON record of an image's detections (README "`--json`"), without the newline; also
-/// the body `mmcompat serve` answers (src/serve/router.rs).
-pub(crate) fn detections_record(
-    image: &str,
-    width: usize,
-    height: usize,
-    dets: &[Detection],
-) -> String {
+/// the body `mmcompat serve` answers (src/serve/router.rs) and what the Python `Detector.detect`
+/// returns (bindings/).
+pub fn detections_record(image: &str, width: usize, height: usize, dets: &[Detection]) -> String {
     json!({
         "image": image,
         "width": width,

@@ -10,6 +10,8 @@
 use tch::{TchError, Tensor};
 
 use super::base::{check_indices, refuse_plugins, Layer, StagedBackbone};
+use crate::export::onnx::graph::attr_i;
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::cfg::{join, Act, NormCfg};
 use crate::models::layers::conv_module::{AnyConv, ConvModule, ConvSpec, Fuse};
 use crate::models::layers::csp_layer::{CspArgs, CspLayer, CspLayerSpec};
@@ -55,6 +57,19 @@ impl Layer for Focus {
     }
     fn fuse(&mut self, mode: Fuse) {
         self.conv.fuse(mode);
+    }
+    /// The four phases as strided ONNX `Slice`s (steps 2 on H and W), in `forward`'s order.
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let axes = g.const_i64("focus_axes", vec![2], &[2, 3]);
+        let ends = g.const_i64("focus_ends", vec![2], &[i64::MAX, i64::MAX]);
+        let steps = g.const_i64("focus_steps", vec![2], &[2, 2]);
+        let mut phases = Vec::with_capacity(4);
+        for (row, col) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            let starts = g.const_i64("focus_starts", vec![2], &[row, col]);
+            phases.push(g.op("Slice", &[x, starts, ends, axes, steps], vec![]));
+        }
+        let cat = g.op("Concat", &phases, vec![attr_i("axis", 1)]);
+        self.conv.emit_onnx(g, cat)
     }
 }
 

@@ -2,6 +2,7 @@
 //! mmyolo's `HeadModule.forward` (`multi_apply(self.forward_single, x, ...)`) and the DFL integral.
 
 pub mod ppyoloe_head;
+pub mod retina_head;
 pub mod rtmdet_mmdet;
 pub mod rtmdet_mmyolo;
 pub mod sep_bn;

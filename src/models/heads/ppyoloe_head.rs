@@ -11,6 +11,7 @@
 
 use tch::Tensor;
 
+use crate::export::onnx::{ExportError, OnnxGraph, OnnxHeadOutputs, ValueId};
 use crate::models::cfg::{join, py_int, Act, NormCfg};
 use crate::models::component::{DenseHead, Flavour, HeadOutputs};
 use crate::models::layers::conv_module::{Conv2d, ConvModule, ConvSpec, Fuse};
@@ -51,6 +52,18 @@ impl PpyoloeSeLayer {
     fn forward(&self, feat: &Tensor, avg: &Tensor) -> Result<Tensor, tch::TchError> {
         let weight = self.fc.forward(avg)?.f_sigmoid()?;
         self.conv.forward(&feat.f_mul(&weight)?)
+    }
+
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feat: ValueId,
+        avg: ValueId,
+    ) -> Result<ValueId, ExportError> {
+        let w = self.fc.emit_onnx(g, avg)?;
+        let w = g.op("Sigmoid", &[w], vec![]);
+        let y = g.op("Mul", &[feat, w], vec![]);
+        self.conv.emit_onnx(g, y)
     }
 }
 
@@ -222,6 +235,29 @@ impl DenseHead for PpyoloeHead {
     }
     fn fuse(&mut self, mode: Fuse) {
         PpyoloeHead::fuse(self, mode)
+    }
+    /// `PPYOLOEHeadModule.forward_single` as ONNX nodes (`adaptive_avg_pool2d(x, 1)` is
+    /// `GlobalAveragePool`; DFL as YOLOv8's over `reg_max + 1` bins).
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+    ) -> Result<OnnxHeadOutputs, ExportError> {
+        let mut out = OnnxHeadOutputs::default();
+        for (i, &x) in feats.iter().enumerate() {
+            let avg = g.op("GlobalAveragePool", &[x], vec![]);
+            let c = self.cls_stems[i].emit_onnx(g, x, avg)?;
+            let c = g.op("Add", &[c, x], vec![]);
+            out.cls_scores.push(self.cls_preds[i].emit_onnx(g, c)?);
+            let r = self.reg_stems[i].emit_onnx(g, x, avg)?;
+            let dist = self.reg_preds[i].emit_onnx(g, r)?;
+            out.bbox_preds.push(if self.reg_max <= 1 {
+                dist
+            } else {
+                super::yolov8_head::emit_dfl(g, dist, self.reg_max + 1)
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -9,6 +9,8 @@
 
 use tch::Tensor;
 
+use crate::export::onnx::graph::attr_i;
+use crate::export::onnx::{ExportError, OnnxDecoder, OnnxGraph, OnnxHeadOutputs, ValueId};
 use crate::models::cfg::join;
 use crate::models::component::{DenseHead, Flavour, HeadOutputs};
 use crate::models::layers::conv_module::{Conv2d, ConvSpec, Fuse};
@@ -161,6 +163,32 @@ impl YoloV5Head {
         Ok([part(5, c)?, part(0, 4)?, part(4, 1)?])
     }
 
+    /// [`YoloV5Head::forward_level`] as ONNX nodes: `Reshape [B, A, 5 + C, H·W]`, a `Slice` per
+    /// part on axis 2, each reshaped to `[B, -1, H, W]` (H, W from the prediction's shape).
+    fn emit_level(
+        &self,
+        g: &mut OnnxGraph,
+        i: usize,
+        x: ValueId,
+    ) -> Result<[ValueId; 3], ExportError> {
+        let pred = self.convs_pred[i].emit_onnx(g, x)?;
+        let (a, c) = (self.num_base_priors, self.num_classes);
+        let view = g.const_i64("yolov5_view", vec![4], &[0, a, 5 + c, -1]);
+        let v = g.op("Reshape", &[pred, view], vec![]);
+        // `Shape(start=2)` (opset 15+): [H, W].
+        let hw = g.op("Shape", &[pred], vec![attr_i("start", 2)]);
+        let b1 = g.const_i64("yolov5_b1", vec![2], &[0, -1]);
+        let out_shape = g.op("Concat", &[b1, hw], vec![attr_i("axis", 0)]);
+        let axis = g.const_i64("yolov5_axis", vec![1], &[2]);
+        let part = |g: &mut OnnxGraph, start: i64, len: i64| {
+            let s = g.const_i64("yolov5_start", vec![1], &[start]);
+            let e = g.const_i64("yolov5_end", vec![1], &[start + len]);
+            let p = g.op("Slice", &[v, s, e, axis], vec![]);
+            g.op("Reshape", &[p, out_shape], vec![])
+        };
+        Ok([part(g, 5, c), part(g, 0, 4), part(g, 4, 1)])
+    }
+
     /// `YOLOv5HeadModule.forward`: per level `(cls_score, bbox_pred, objectness)`.
     pub fn forward(&self, feats: &[Tensor]) -> Result<HeadOutputs, tch::TchError> {
         if feats.len() != self.convs_pred.len() {
@@ -204,6 +232,24 @@ impl DenseHead for YoloV5Head {
     }
     fn fuse(&mut self, mode: Fuse) {
         YoloV5Head::fuse(self, mode)
+    }
+    /// `YOLOv5HeadModule.forward` as ONNX nodes: per level the three parts of the prediction.
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+    ) -> Result<OnnxHeadOutputs, ExportError> {
+        let mut out = OnnxHeadOutputs::default();
+        for (i, &x) in feats.iter().enumerate() {
+            let [cls, bbox, obj] = self.emit_level(g, i, x)?;
+            out.cls_scores.push(cls);
+            out.bbox_preds.push(bbox);
+            out.objectnesses.push(obj);
+        }
+        Ok(out)
+    }
+    fn onnx_decoder(&self) -> OnnxDecoder {
+        OnnxDecoder::Yolov5Anchors(self.levels.clone())
     }
     /// `mmyolo/models/dense_heads/yolov5_head.py: YOLOv5Head.predict_by_feat` with objectness:
     /// `crate::postprocess::yolov5`.

@@ -10,6 +10,7 @@
 
 use tch::Tensor;
 
+use crate::export::onnx::{ExportError, OnnxGraph, OnnxHeadOutputs, ValueId};
 use crate::models::cfg::{join, py_int};
 use crate::models::component::DenseHead;
 use crate::models::component::{Flavour, HeadOutputs};
@@ -216,6 +217,27 @@ impl DenseHead for YoloV6Head {
     }
     fn fuse(&mut self, mode: Fuse) {
         YoloV6Head::fuse(self, mode)
+    }
+    /// `YOLOv6HeadModule.forward_single` as ONNX nodes (DFL as YOLOv8's with `reg_max > 1`).
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+    ) -> Result<OnnxHeadOutputs, ExportError> {
+        let mut out = OnnxHeadOutputs::default();
+        for (i, &x) in feats.iter().enumerate() {
+            let y = self.stems[i].emit_onnx(g, x)?;
+            let c = self.cls_convs[i].emit_onnx(g, y)?;
+            out.cls_scores.push(self.cls_preds[i].emit_onnx(g, c)?);
+            let r = self.reg_convs[i].emit_onnx(g, y)?;
+            let dist = self.reg_preds[i].emit_onnx(g, r)?;
+            out.bbox_preds.push(if self.reg_max <= 1 {
+                dist
+            } else {
+                super::yolov8_head::emit_dfl(g, dist, self.reg_max + self.num_base_priors)
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -13,11 +13,12 @@
 
 use tch::Tensor;
 
+use crate::export::onnx::{ExportError, OnnxDecoder, OnnxGraph, OnnxHeadOutputs, ValueId};
 use crate::models::cfg::{join, py_int};
 use crate::models::component::{DenseHead, Flavour, HeadOutputs};
 use crate::models::heads::yolov5_head::YoloV5Head;
 use crate::models::layers::conv_module::{Conv2d, ConvModule, ConvSpec, Fuse};
-use crate::models::layers::yolov7_bricks::Implicit;
+use crate::models::layers::yolov7_bricks::{Implicit, ImplicitPred};
 use crate::models::layers::{Layer, Sequential};
 use crate::models::param::Ctx;
 use crate::models::ModelError;
@@ -38,15 +39,11 @@ pub struct YoloV7Head {
 /// `Sequential(ImplicitA(cin), Conv2d(cin, out, 1), ImplicitM(out))` under `ctx`, its members
 /// numbered from `first`.
 fn implicit_pred(ctx: &Ctx, first: usize, cin: i64, out: i64) -> Vec<Box<dyn Layer>> {
-    vec![
-        Box::new(Implicit::add(&ctx.sub(first), cin)),
-        Box::new(Conv2d::new(
-            &ctx.sub(first + 1),
-            ConvSpec::new(cin, out, 1),
-            true,
-        )),
-        Box::new(Implicit::multiply(&ctx.sub(first + 2), out)),
-    ]
+    vec![Box::new(ImplicitPred {
+        add: Implicit::add(&ctx.sub(first), cin),
+        conv: Conv2d::new(&ctx.sub(first + 1), ConvSpec::new(cin, out, 1), true),
+        multiply: Implicit::multiply(&ctx.sub(first + 2), out),
+    })]
 }
 
 impl YoloV7Head {
@@ -155,6 +152,17 @@ impl DenseHead for YoloV7Head {
     /// The auxiliary branch never runs, so only the main modules are frozen.
     fn fuse(&mut self, mode: Fuse) {
         self.head.fuse(mode)
+    }
+    /// The main branch as `YOLOv5HeadModule`'s (the auxiliary one never runs at inference).
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+    ) -> Result<OnnxHeadOutputs, ExportError> {
+        self.head.emit_onnx(g, feats)
+    }
+    fn onnx_decoder(&self) -> OnnxDecoder {
+        self.head.onnx_decoder()
     }
     /// `YOLOv5Head.predict_by_feat` (inherited by `YOLOv7Head`).
     fn predict_by_feat(

@@ -67,7 +67,7 @@ impl PredBranch {
 
 /// `super::dfl_integral` as ONNX nodes: `[B, 4·bins, H, W]` → softmax over the bins of each side
 /// → dot with `arange(bins)` → `[B, 4, H, W]` (H, W read from the input's shape).
-fn emit_dfl(g: &mut OnnxGraph, dist: ValueId, bins: i64) -> ValueId {
+pub(crate) fn emit_dfl(g: &mut OnnxGraph, dist: ValueId, bins: i64) -> ValueId {
     let split = g.const_i64("dfl_shape", vec![4], &[0, 4, bins, -1]);
     let r = g.op("Reshape", &[dist, split], vec![]);
     let t = g.op("Transpose", &[r], vec![attr_ints("perm", &[0, 3, 1, 2])]);

@@ -10,6 +10,7 @@
 
 use tch::Tensor;
 
+use crate::export::onnx::{ExportError, OnnxDecoder, OnnxGraph, OnnxHeadOutputs, ValueId};
 use crate::models::cfg::{join, py_int};
 use crate::models::component::{DenseHead, Flavour, HeadOutputs};
 use crate::models::layers::conv_module::{AnyConv, Conv2d, ConvSpec, Fuse};
@@ -206,6 +207,33 @@ impl DenseHead for YoloXHead {
     }
     fn fuse(&mut self, mode: Fuse) {
         YoloXHead::fuse(self, mode)
+    }
+    /// `YOLOXHeadModule.forward` as ONNX nodes (the objectness conv on the reg branch).
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+    ) -> Result<OnnxHeadOutputs, ExportError> {
+        let mut out = OnnxHeadOutputs::default();
+        for (i, &x) in feats.iter().enumerate() {
+            let run = |g: &mut OnnxGraph, convs: &[AnyConv]| {
+                convs.iter().try_fold(x, |y, c| c.emit_onnx(g, y))
+            };
+            let cls_feat = run(g, &self.cls_convs[i])?;
+            let reg_feat = run(g, &self.reg_convs[i])?;
+            out.cls_scores
+                .push(self.conv_cls[i].emit_onnx(g, cls_feat)?);
+            out.bbox_preds
+                .push(self.conv_reg[i].emit_onnx(g, reg_feat)?);
+            out.objectnesses
+                .push(self.conv_obj[i].emit_onnx(g, reg_feat)?);
+        }
+        Ok(out)
+    }
+    fn onnx_decoder(&self) -> OnnxDecoder {
+        OnnxDecoder::YoloxPoints {
+            decode_strides: self.featmap_strides.iter().map(|&s| s as f64).collect(),
+        }
     }
     /// `mmyolo/models/dense_heads/yolov5_head.py: YOLOv5Head.predict_by_feat` with objectness and
     /// `YOLOXBBoxCoder` (`mmyolo/models/task_modules/coders/yolox_bbox_coder.py`):

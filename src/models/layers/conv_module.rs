@@ -144,7 +144,7 @@ impl Conv2d {
 
     /// `Conv` with `w` and `b` as this convolution's weights (the loaded ones, or the batch norm
     /// folded into them), named after the state-dict keys.
-    fn emit_weights(
+    pub(crate) fn emit_weights(
         &self,
         g: &mut OnnxGraph,
         x: ValueId,
@@ -229,6 +229,30 @@ impl BatchNorm2d {
             ]
             .map(|t| t.to_kind(kind)),
         ));
+    }
+
+    /// An ONNX `BatchNormalization` (inference mode), as `_BatchNorm.forward` runs it; `name`:
+    /// the module's state-dict prefix (initializer names).
+    pub fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        x: ValueId,
+        name: &str,
+    ) -> Result<ValueId, ExportError> {
+        let mut inputs = vec![x];
+        for (leaf, t) in [
+            ("weight", &self.weight),
+            ("bias", &self.bias),
+            ("running_mean", &self.running_mean),
+            ("running_var", &self.running_var),
+        ] {
+            inputs.push(g.weight_tensor(&format!("{name}.{leaf}"), t)?);
+        }
+        Ok(g.op(
+            "BatchNormalization",
+            &inputs,
+            vec![attr_f("epsilon", self.eps as f32)],
+        ))
     }
 
     /// `F.batch_norm(x, running_mean, running_var, weight, bias, training=False, eps=eps)`, as

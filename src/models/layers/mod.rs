@@ -63,23 +63,9 @@ layer_from_inherent!(
     CspLayer,
     SppBottleneck,
     CspLayerWithTwoConv,
+    RepVggBlock,
+    RepStageBlock,
 );
-
-/// Layers without an ONNX emitter yet (the trait's default refuses them by name).
-macro_rules! layer_without_onnx {
-    ($($t:ty),* $(,)?) => {$(
-        impl Layer for $t {
-            fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
-                <$t>::forward(self, x)
-            }
-            fn fuse(&mut self, mode: Fuse) {
-                <$t>::fuse(self, mode)
-            }
-        }
-    )*};
-}
-
-layer_without_onnx!(RepVggBlock, RepStageBlock);
 
 impl Layer for ConvTranspose2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
@@ -87,6 +73,9 @@ impl Layer for ConvTranspose2d {
     }
     fn fuse(&mut self, mode: Fuse) {
         ConvTranspose2d::fuse(self, mode.kind)
+    }
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        ConvTranspose2d::emit_onnx(self, g, x)
     }
 }
 

@@ -9,8 +9,10 @@
 
 use tch::{TchError, Tensor};
 
+use crate::export::onnx::graph::{attr_i, attr_ints};
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::cfg::{join, Act, ActCfg, NormCfg};
-use crate::models::layers::conv_module::{activate, ConvModule, ConvSpec, Fuse};
+use crate::models::layers::conv_module::{activate, emit_activation, ConvModule, ConvSpec, Fuse};
 use crate::models::layers::rep_vgg::RepVggBlock;
 use crate::models::layers::Layer;
 use crate::models::param::Ctx;
@@ -47,6 +49,23 @@ impl EffectiveSeLayer {
         let se = x.f_mean_dim(&[2i64, 3][..], true, None)?;
         let se = self.fc.forward(&se)?;
         x.f_mul(&activate(self.act, &se)?)
+    }
+
+    /// `ReduceMean` over H, W (axes an input from opset 18), the fc, the activation, `Mul`.
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let se = if g.opset() >= 18 {
+            let axes = g.const_i64("se_axes", vec![2], &[2, 3]);
+            g.op("ReduceMean", &[x, axes], vec![attr_i("keepdims", 1)])
+        } else {
+            g.op(
+                "ReduceMean",
+                &[x],
+                vec![attr_ints("axes", &[2, 3]), attr_i("keepdims", 1)],
+            )
+        };
+        let se = self.fc.emit_onnx(g, se)?;
+        let se = emit_activation(g, self.act, se)?;
+        Ok(g.op("Mul", &[x, se], vec![]))
     }
 }
 
@@ -105,6 +124,16 @@ impl PpyoloeBasicBlock {
             Ok(y)
         }
     }
+
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let y = self.conv1.emit_onnx(g, x)?;
+        let y = self.conv2.emit_onnx(g, y)?;
+        Ok(if self.shortcut {
+            g.op("Add", &[x, y], vec![])
+        } else {
+            y
+        })
+    }
 }
 
 /// `SPPFBottleneck(c, c, kernel_sizes=[5, 9, 13], use_conv_first=False)`: parallel max pools on
@@ -140,6 +169,24 @@ impl SppWithoutConv1 {
             parts.push(x.f_max_pool2d([k, k], [1, 1], [k / 2, k / 2], [1, 1], false)?);
         }
         self.conv2.forward(&Tensor::f_cat(&parts, 1)?)
+    }
+
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let mut parts = vec![x];
+        for k in self.kernel_sizes {
+            let p = k / 2;
+            parts.push(g.op(
+                "MaxPool",
+                &[x],
+                vec![
+                    attr_ints("kernel_shape", &[k, k]),
+                    attr_ints("pads", &[p, p, p, p]),
+                    attr_ints("strides", &[1, 1]),
+                ],
+            ));
+        }
+        let cat = g.op("Concat", &parts, vec![attr_i("axis", 1)]);
+        self.conv2.emit_onnx(g, cat)
     }
 }
 
@@ -293,6 +340,26 @@ impl CspResLayer {
         }
         self.conv3.forward(&y)
     }
+
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let x = match &self.conv_down {
+            Some(c) => c.emit_onnx(g, x)?,
+            None => x,
+        };
+        let y1 = self.conv1.emit_onnx(g, x)?;
+        let mut y2 = self.conv2.emit_onnx(g, x)?;
+        for b in &self.blocks {
+            y2 = match b {
+                CspResBlock::Basic(b) => b.emit_onnx(g, y2)?,
+                CspResBlock::Spp(s) => s.emit_onnx(g, y2)?,
+            };
+        }
+        let mut y = g.op("Concat", &[y1, y2], vec![attr_i("axis", 1)]);
+        if let Some(a) = &self.attn {
+            y = a.emit_onnx(g, y)?;
+        }
+        self.conv3.emit_onnx(g, y)
+    }
 }
 
 impl Layer for CspResLayer {
@@ -301,5 +368,8 @@ impl Layer for CspResLayer {
     }
     fn fuse(&mut self, mode: Fuse) {
         CspResLayer::fuse(self, mode)
+    }
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        CspResLayer::emit_onnx(self, g, x)
     }
 }

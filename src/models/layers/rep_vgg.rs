@@ -14,9 +14,11 @@
 
 use tch::{Kind, Tensor};
 
+use crate::export::onnx::graph::attr_ints;
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::cfg::{join, Act};
 use crate::models::layers::conv_module::{
-    activate, BatchNorm2d, Conv2d, ConvModule, ConvSpec, Fuse,
+    activate, emit_activation, BatchNorm2d, Conv2d, ConvModule, ConvSpec, Fuse,
 };
 use crate::models::layers::yolov6_bricks::{BlockPlace, YoloV6Block};
 use crate::models::param::Ctx;
@@ -168,6 +170,47 @@ impl RepVggBlock {
     }
 }
 
+impl RepVggBlock {
+    /// [`RepVggBlock::forward`] as ONNX nodes. With the graph's `fold_bn` (the export default),
+    /// the three branches are one `Conv`: `switch_to_deploy`'s kernel and bias, as `fuse` computes
+    /// them in float64; without it, each branch as PyTorch runs it (conv → BatchNormalization).
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let t = match &self.branches {
+            RepBranches::Deploy(conv) => {
+                let y = conv.emit_onnx(g, x)?;
+                return emit_activation(g, self.act, y);
+            }
+            RepBranches::Train(t) => t,
+        };
+        let alpha = Self::alpha_applies(self.alpha.as_ref());
+        if g.fold_bn() {
+            let (k, b) =
+                equivalent_kernel_bias(&t.dense, &t.one_by_one, t.identity.as_ref(), alpha);
+            let y = t.dense.conv.emit_weights(g, x, &k, Some(&b))?;
+            return emit_activation(g, self.act, y);
+        }
+        // The block's state-dict prefix, from `<prefix>.rbr_dense.conv.weight`.
+        let prefix = (t.dense.conv.weight_name)
+            .trim_end_matches(".rbr_dense.conv.weight")
+            .to_string();
+        let y1 = t.one_by_one.emit_onnx(g, x)?;
+        let y1 = match alpha {
+            Some(a) => {
+                let a = g.weight_tensor(&format!("{prefix}.alpha"), a)?;
+                g.op("Mul", &[a, y1], vec![])
+            }
+            None => y1,
+        };
+        let y = t.dense.emit_onnx(g, x)?;
+        let mut y = g.op("Add", &[y, y1], vec![]);
+        if let Some(bn) = &t.identity {
+            let id = bn.emit_onnx(g, x, &format!("{prefix}.rbr_identity"))?;
+            y = g.op("Add", &[y, id], vec![]);
+        }
+        emit_activation(g, self.act, y)
+    }
+}
+
 /// `RepVGGBlock._fuse_bn_tensor` of a conv + BN branch, in float64: `(kernel·γ/σ, β − μ·γ/σ)`
 /// with `σ = sqrt(running_var + eps)`.
 fn fuse_branch(kernel: &Tensor, bn: &BatchNorm2d) -> (Tensor, Tensor) {
@@ -258,6 +301,11 @@ impl RepStageBlock {
         }
         Ok(y)
     }
+
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let y = self.conv1.emit_onnx(g, x)?;
+        self.block.iter().try_fold(y, |y, b| b.emit_onnx(g, y))
+    }
 }
 
 /// `nn.ConvTranspose2d(c, c, kernel_size=k, stride=k, bias=True)`: weight `[in, out, k, k]`.
@@ -267,6 +315,8 @@ pub struct ConvTranspose2d {
     pub bias: Tensor,
     pub stride: i64,
     fused: Option<(Tensor, Tensor)>,
+    /// `<prefix>.weight` (ONNX initializer names).
+    weight_name: String,
 }
 
 impl ConvTranspose2d {
@@ -276,6 +326,7 @@ impl ConvTranspose2d {
             bias: ctx.param("bias", &[cout]),
             stride,
             fused: None,
+            weight_name: ctx.name("weight"),
         }
     }
 
@@ -299,5 +350,26 @@ impl ConvTranspose2d {
             1,
             [1, 1],
         )
+    }
+}
+
+impl ConvTranspose2d {
+    /// ONNX `ConvTranspose` (no padding, kernel = stride as built): output `(H - 1)·s + k`, as
+    /// `F.conv_transpose2d` computes it.
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let w = g.weight_tensor(&self.weight_name, &self.weight)?;
+        let bias_name = format!("{}.bias", self.weight_name.trim_end_matches(".weight"));
+        let b = g.weight_tensor(&bias_name, &self.bias)?;
+        let size = self.weight.size();
+        let s = self.stride;
+        Ok(g.op(
+            "ConvTranspose",
+            &[x, w, b],
+            vec![
+                attr_ints("kernel_shape", &size[2..]),
+                attr_ints("pads", &[0, 0, 0, 0]),
+                attr_ints("strides", &[s, s]),
+            ],
+        ))
     }
 }

@@ -9,6 +9,8 @@
 
 use tch::{TchError, Tensor};
 
+use crate::export::onnx::graph::{attr_i, attr_ints};
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::cfg::{join, Act, NormCfg};
 use crate::models::layers::conv_module::{ConvModule, ConvSpec, Fuse};
 use crate::models::layers::rep_vgg::{ConvTranspose2d, RepVggBlock};
@@ -102,6 +104,13 @@ impl YoloV6Block {
             YoloV6Block::ConvWrapper(b) => b.forward(x),
         }
     }
+
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        match self {
+            YoloV6Block::RepVgg(b) => b.emit_onnx(g, x),
+            YoloV6Block::ConvWrapper(b) => b.emit_onnx(g, x),
+        }
+    }
 }
 
 /// `BottleRep(cin, cout, block_cfg, adaptive_weight=True)` as `RepStageBlock` builds it for
@@ -114,6 +123,8 @@ pub struct BottleRep {
     pub conv2: YoloV6Block,
     pub shortcut: bool,
     fused_alpha: Option<Tensor>,
+    /// `<prefix>.alpha` (ONNX initializer name).
+    alpha_name: String,
 }
 
 impl BottleRep {
@@ -124,6 +135,7 @@ impl BottleRep {
         path: &str,
     ) -> Result<Self, ModelError> {
         let alpha = ctx.param("alpha", &[1]);
+        let alpha_name = ctx.name("alpha");
         let conv1 = YoloV6Block::new(
             &ctx.sub("conv1"),
             (cin, cout),
@@ -144,6 +156,7 @@ impl BottleRep {
             conv2,
             shortcut: cin == cout,
             fused_alpha: None,
+            alpha_name,
         })
     }
 
@@ -161,6 +174,17 @@ impl BottleRep {
         }
         let alpha = self.fused_alpha.as_ref().unwrap_or(&self.alpha);
         y.f_add(&alpha.f_mul(x)?)
+    }
+
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let y = self.conv1.emit_onnx(g, x)?;
+        let y = self.conv2.emit_onnx(g, y)?;
+        if !self.shortcut {
+            return Ok(y);
+        }
+        let a = g.weight_tensor(&self.alpha_name, &self.alpha)?;
+        let ax = g.op("Mul", &[a, x], vec![]);
+        Ok(g.op("Add", &[y, ax], vec![]))
     }
 }
 
@@ -198,6 +222,11 @@ impl BottleRepStage {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
         let y = self.conv1.forward(x)?;
         self.block.iter().try_fold(y, |y, b| b.forward(&y))
+    }
+
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let y = self.conv1.emit_onnx(g, x)?;
+        self.block.iter().try_fold(y, |y, b| b.emit_onnx(g, y))
     }
 }
 
@@ -261,6 +290,14 @@ impl BepC3StageBlock {
         let main = self.block.forward(&self.conv1.forward(x)?)?;
         let short = self.conv2.forward(x)?;
         self.conv3.forward(&Tensor::f_cat(&[&main, &short], 1)?)
+    }
+
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let main = self.conv1.emit_onnx(g, x)?;
+        let main = self.block.emit_onnx(g, main)?;
+        let short = self.conv2.emit_onnx(g, x)?;
+        let cat = g.op("Concat", &[main, short], vec![attr_i("axis", 1)]);
+        self.conv3.emit_onnx(g, cat)
     }
 }
 
@@ -331,6 +368,35 @@ impl CspSppfBottleneck {
         let x3 = self.conv6.forward(&self.conv5.forward(&x3)?)?;
         self.conv7.forward(&Tensor::f_cat(&[&y, &x3], 1)?)
     }
+
+    /// The pools as ONNX `MaxPool`s (stride 1, padding k/2, as `SppBottleneck::emit_onnx`).
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let k = self.kernel;
+        let pool = |g: &mut OnnxGraph, t: ValueId| {
+            let p = k / 2;
+            g.op(
+                "MaxPool",
+                &[t],
+                vec![
+                    attr_ints("kernel_shape", &[k, k]),
+                    attr_ints("pads", &[p, p, p, p]),
+                    attr_ints("strides", &[1, 1]),
+                ],
+            )
+        };
+        let x0 = self.conv1.emit_onnx(g, x)?;
+        let x0 = self.conv3.emit_onnx(g, x0)?;
+        let x0 = self.conv4.emit_onnx(g, x0)?;
+        let y = self.conv2.emit_onnx(g, x)?;
+        let x1 = pool(g, x0);
+        let x2 = pool(g, x1);
+        let x3 = pool(g, x2);
+        let cat = g.op("Concat", &[x0, x1, x2, x3], vec![attr_i("axis", 1)]);
+        let x3 = self.conv5.emit_onnx(g, cat)?;
+        let x3 = self.conv6.emit_onnx(g, x3)?;
+        let cat = g.op("Concat", &[y, x3], vec![attr_i("axis", 1)]);
+        self.conv7.emit_onnx(g, cat)
+    }
 }
 
 /// `BiFusion(in0, in1, out, norm_cfg, act_cfg)` (YOLOv6 3.0 neck): `conv3(cat(upsample(high),
@@ -377,6 +443,19 @@ impl BiFusion {
         let x2 = self.downsample.forward(&self.conv2.forward(low)?)?;
         self.conv3.forward(&Tensor::f_cat(&[&x0, &x1, &x2], 1)?)
     }
+
+    pub fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        (high, cur, low): (ValueId, ValueId, ValueId),
+    ) -> Result<ValueId, ExportError> {
+        let x0 = self.upsample.emit_onnx(g, high)?;
+        let x1 = self.conv1.emit_onnx(g, cur)?;
+        let x2 = self.conv2.emit_onnx(g, low)?;
+        let x2 = self.downsample.emit_onnx(g, x2)?;
+        let cat = g.op("Concat", &[x0, x1, x2], vec![attr_i("axis", 1)]);
+        self.conv3.emit_onnx(g, cat)
+    }
 }
 
 macro_rules! layer_impls {
@@ -387,6 +466,9 @@ macro_rules! layer_impls {
             }
             fn fuse(&mut self, mode: Fuse) {
                 <$t>::fuse(self, mode)
+            }
+            fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+                <$t>::emit_onnx(self, g, x)
             }
         }
     )*};

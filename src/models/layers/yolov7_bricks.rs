@@ -5,10 +5,12 @@
 //! Never: parse config dicts (the component files pass plain numbers), or change an implicit
 //! tensor in `forward` (the `Inferencer` is shared between threads).
 
-use tch::{TchError, Tensor};
+use tch::{Kind, TchError, Tensor};
 
+use crate::export::onnx::graph::{attr_i, attr_ints};
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::cfg::{py_int, Act, NormCfg};
-use crate::models::layers::conv_module::{ConvModule, ConvSpec, Fuse};
+use crate::models::layers::conv_module::{Conv2d, ConvModule, ConvSpec, Fuse};
 use crate::models::layers::{Layer, Sequential};
 use crate::models::param::Ctx;
 
@@ -43,6 +45,30 @@ impl Layer for MaxPool2d {
         x.f_max_pool2d([k, k], [s, s], [p, p], [1, 1], false)
     }
     fn fuse(&mut self, _mode: Fuse) {}
+    /// ONNX `MaxPool` (floor mode, padding with -inf in both).
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        Ok(max_pool(g, x, self.kernel, self.stride, self.padding))
+    }
+}
+
+fn max_pool(g: &mut OnnxGraph, x: ValueId, k: i64, s: i64, p: i64) -> ValueId {
+    g.op(
+        "MaxPool",
+        &[x],
+        vec![
+            attr_ints("kernel_shape", &[k, k]),
+            attr_ints("pads", &[p, p, p, p]),
+            attr_ints("strides", &[s, s]),
+        ],
+    )
+}
+
+fn concat(g: &mut OnnxGraph, parts: &[ValueId]) -> ValueId {
+    g.op("Concat", parts, vec![attr_i("axis", 1)])
+}
+
+fn emit_run(g: &mut OnnxGraph, convs: &[ConvModule], x: ValueId) -> Result<ValueId, ExportError> {
+    convs.iter().try_fold(x, |x, c| c.emit_onnx(g, x))
 }
 
 /// Geometry of one [`ElanBlock`].
@@ -122,6 +148,21 @@ impl Layer for ElanBlock {
         self.blocks.iter_mut().for_each(|b| b.fuse(mode));
         self.final_conv.fuse(mode);
     }
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let short = self.short_conv.emit_onnx(g, x)?;
+        let main = self.main_conv.emit_onnx(g, x)?;
+        let mut outs = Vec::with_capacity(self.blocks.len() + 2);
+        let mut y = main;
+        for block in &self.blocks {
+            y = block.emit_onnx(g, y)?;
+            outs.push(y);
+        }
+        outs.reverse();
+        outs.push(main);
+        outs.push(short);
+        let cat = concat(g, &outs);
+        self.final_conv.emit_onnx(g, cat)
+    }
 }
 
 /// `EELANBlock`: `sum(e_elan_blocks[i](x))`, summed left to right as Python's `sum` (from 0).
@@ -150,6 +191,17 @@ impl Layer for EElanBlock {
     }
     fn fuse(&mut self, mode: Fuse) {
         self.e_elan_blocks.iter_mut().for_each(|b| b.fuse(mode));
+    }
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let mut acc: Option<ValueId> = None;
+        for b in &self.e_elan_blocks {
+            let y = b.emit_onnx(g, x)?;
+            acc = Some(match acc {
+                Some(a) => g.op("Add", &[a, y], vec![]),
+                None => y,
+            });
+        }
+        acc.ok_or_else(|| ExportError::unsupported("EELANBlock without blocks", "layer"))
     }
 }
 
@@ -188,6 +240,12 @@ impl Layer for MaxPoolAndStrideConvBlock {
     fn fuse(&mut self, mode: Fuse) {
         self.maxpool_conv.fuse(mode);
         self.stride_convs.iter_mut().for_each(|c| c.fuse(mode));
+    }
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let pooled = max_pool(g, x, 2, 2, 0);
+        let maxpool_out = self.maxpool_conv.emit_onnx(g, pooled)?;
+        let stride_out = emit_run(g, &self.stride_convs, x)?;
+        Ok(concat(g, &[stride_out, maxpool_out]))
     }
 }
 
@@ -242,6 +300,19 @@ impl Layer for TinyDownSampleBlock {
         self.short_conv.fuse(mode);
         self.main_convs.iter_mut().for_each(|c| c.fuse(mode));
         self.final_conv.fuse(mode);
+    }
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let short = self.short_conv.emit_onnx(g, x)?;
+        let mut outs = Vec::with_capacity(4);
+        let mut y = x;
+        for conv in &self.main_convs {
+            y = conv.emit_onnx(g, y)?;
+            outs.push(y);
+        }
+        outs.reverse();
+        outs.push(short);
+        let cat = concat(g, &outs);
+        self.final_conv.emit_onnx(g, cat)
     }
 }
 
@@ -328,6 +399,22 @@ impl Layer for SppfCspBlock {
         self.short_layer.fuse(mode);
         self.final_conv.fuse(mode);
     }
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let x1 = emit_run(g, &self.main_layers, x)?;
+        let k = self.kernel;
+        let y1 = max_pool(g, x1, k, 1, k / 2);
+        let y2 = max_pool(g, y1, k, 1, k / 2);
+        let y3 = max_pool(g, y2, k, 1, k / 2);
+        let mut cat = vec![x1, y1, y2, y3];
+        if self.is_tiny {
+            cat.reverse();
+        }
+        let cat = concat(g, &cat);
+        let x1 = emit_run(g, &self.fuse_layers, cat)?;
+        let x2 = self.short_layer.emit_onnx(g, x)?;
+        let cat = concat(g, &[x1, x2]);
+        self.final_conv.emit_onnx(g, cat)
+    }
 }
 
 /// `ImplicitA` (`implicit + x`) or `ImplicitM` (`implicit * x`): one `(1, C, 1, 1)` parameter
@@ -337,6 +424,8 @@ pub struct Implicit {
     pub implicit: Tensor,
     pub multiply: bool,
     fused: Option<Tensor>,
+    /// `<prefix>.implicit` (ONNX initializer name).
+    name: String,
 }
 
 impl Implicit {
@@ -355,6 +444,7 @@ impl Implicit {
             implicit: ctx.param("implicit", &[1, channels, 1, 1]),
             multiply,
             fused: None,
+            name: ctx.name("implicit"),
         }
     }
 }
@@ -371,5 +461,54 @@ impl Layer for Implicit {
     }
     fn fuse(&mut self, mode: Fuse) {
         self.fused = Some(self.implicit.to_kind(mode.kind));
+    }
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let p = g.weight_tensor(&self.name, &self.implicit)?;
+        Ok(g.op(if self.multiply { "Mul" } else { "Add" }, &[p, x], vec![]))
+    }
+}
+
+/// YOLOv7's prediction conv between its implicit knowledge: `ImplicitM(conv(ImplicitA(x)))`
+/// (the `.{first}`, `.{first + 1}`, `.{first + 2}` members of `convs_pred[i]`).
+#[derive(Debug)]
+pub struct ImplicitPred {
+    pub add: Implicit,
+    pub conv: Conv2d,
+    pub multiply: Implicit,
+}
+
+impl Layer for ImplicitPred {
+    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let y = self.add.forward(x)?;
+        let y = self.conv.forward(&y)?;
+        self.multiply.forward(&y)
+    }
+    fn fuse(&mut self, mode: Fuse) {
+        self.add.fuse(mode);
+        self.conv.fuse(mode);
+        self.multiply.fuse(mode);
+    }
+    /// With the graph's `fold_bn` (the default) the implicits are folded into the 1×1 conv, as
+    /// YOLOv7's `IDetect.fuse` does (WongKinYiu/yolov7 `models/yolo.py`): `m·(W(x + a) + b) = (m·W) x + m·(W a + b)`, in float64;
+    /// without it, `Add` → `Conv` → `Mul` as PyTorch runs them.
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let size = self.conv.weight.size();
+        if !g.fold_bn() || size[2] != 1 || size[3] != 1 || self.conv.groups != 1 {
+            let y = self.add.emit_onnx(g, x)?;
+            let y = self.conv.emit_onnx(g, y)?;
+            return self.multiply.emit_onnx(g, y);
+        }
+        let d = |t: &Tensor| t.to_kind(Kind::Double);
+        let w = d(&self.conv.weight).reshape([size[0], size[1]]);
+        let a = d(&self.add.implicit).reshape([size[1], 1]);
+        let m = d(&self.multiply.implicit).reshape([size[0]]);
+        let b = match &self.conv.bias {
+            Some(b) => d(b),
+            None => Tensor::zeros([size[0]], (Kind::Double, w.device())),
+        };
+        let wa = w.matmul(&a).reshape([size[0]]);
+        let fb = (wa + b) * &m;
+        let fw = d(&self.conv.weight) * m.reshape([size[0], 1, 1, 1]);
+        self.conv.emit_weights(g, x, &fw, Some(&fb))
     }
 }

@@ -3,6 +3,7 @@
 pub mod base;
 pub mod cspnext_pafpn_mmdet;
 pub mod cspnext_pafpn_mmyolo;
+pub mod fpn;
 pub mod ppyoloe_csppan;
 pub mod yolov5_pafpn;
 pub mod yolov6_bi_pafpn;

@@ -6,6 +6,8 @@
 
 use tch::{TchError, Tensor};
 
+use crate::export::onnx::graph::attr_i;
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::component::Neck;
 use crate::models::layers::conv_module::Fuse;
 use crate::models::layers::yolov6_bricks::BiFusion;
@@ -67,6 +69,39 @@ impl Neck for BiNeck {
             let down = self.downsample_layers[idx].forward(&outs[idx])?;
             let cat = Tensor::f_cat(&[&down, &inner_outs[idx + 1]], 1)?;
             outs.push(self.bottom_up_layers[idx].forward(&cat)?);
+        }
+        Ok(outs)
+    }
+    /// [`BiNeck::forward`] as ONNX nodes (the caller checked the level count when it ran).
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        inputs: &[ValueId],
+    ) -> Result<Vec<ValueId>, ExportError> {
+        let n = self.reduce_layers.len();
+        let mut reduce_outs = vec![inputs[0]];
+        for (&x, layer) in inputs[1..].iter().zip(&self.reduce_layers) {
+            reduce_outs.push(match layer {
+                Some(l) => l.emit_onnx(g, x)?,
+                None => x,
+            });
+        }
+        let mut inner_outs = vec![reduce_outs[n]];
+        for idx in (1..n).rev() {
+            let j = n - 1 - idx;
+            let fused = self.upsample_layers[j]
+                .emit_onnx(g, (inner_outs[0], reduce_outs[idx], reduce_outs[idx - 1]))?;
+            inner_outs.insert(0, self.top_down_layers[j].emit_onnx(g, fused)?);
+        }
+        let mut outs = vec![inner_outs[0]];
+        for idx in 0..n - 1 {
+            let down = self.downsample_layers[idx].emit_onnx(g, outs[idx])?;
+            let cat = g.op(
+                "Concat",
+                &[down, inner_outs[idx + 1]],
+                vec![attr_i("axis", 1)],
+            );
+            outs.push(self.bottom_up_layers[idx].emit_onnx(g, cat)?);
         }
         Ok(outs)
     }

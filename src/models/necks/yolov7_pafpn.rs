@@ -12,6 +12,7 @@
 use tch::{TchError, Tensor};
 
 use super::base::YoloNeck;
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::cfg::{join, py_int, Act, NormCfg};
 use crate::models::component::Neck;
 use crate::models::layers::conv_module::Fuse;
@@ -50,6 +51,10 @@ impl Neck for YoloV7Pafpn {
     }
     fn fuse(&mut self, mode: Fuse) {
         self.neck.fuse_layers(mode)
+    }
+    fn emit_onnx(&self, g: &mut OnnxGraph, feats: &[ValueId]) -> Result<Vec<ValueId>, ExportError> {
+        self.neck
+            .emit_onnx_with(g, feats, self.upsample_feats_cat_first)
     }
 }
 
