@@ -463,17 +463,9 @@ pub(crate) fn bbox_post_process(
     if dets.is_empty() {
         return Ok(dets);
     }
-    let order: Vec<usize> = match &cfg.nms {
-        Some(nms_cfg) => batched_nms(&dets.bboxes, &dets.scores, &dets.labels, nms_cfg),
-        None => {
-            // batched_nms(nms_cfg=None): scores sorted descending, nothing suppressed.
-            let mut order: Vec<usize> = (0..dets.len()).collect();
-            order.sort_unstable_by(|&a, &b| {
-                nms::score_desc_then_index((dets.scores[a], a), (dets.scores[b], b))
-            });
-            order
-        }
-    };
+    // batched_nms(nms_cfg=None) only sorts by score: `batched_nms_or_sort` covers both.
+    let order =
+        nms::batched_nms_or_sort(&dets.bboxes, &dets.scores, &dets.labels, cfg.nms.as_ref());
     let max_per_img = cfg.max_per_img.ok_or(PostprocessError::MissingKey {
         section: "test_cfg",
         key: "max_per_img",
