@@ -6,7 +6,8 @@
 # forward + predict_by_feat split, benches/python/detect_bench.py).
 #
 # Usage: benches/bench_onnx.sh   (needs .venv-fixtures with onnxruntime, shims installed, and
-#        `cargo build --release --example detect_distilled`)
+#        `cargo build --release --example detect_distilled`; CLI=... the mmcompat binary that
+#        exports, default target/debug/mmcompat)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv-fixtures/bin/python
@@ -19,8 +20,16 @@ ROOTS="mmyolo=$SITE/mmyolo/.mim/configs mmrazor=$SITE/mmrazor/.mim/configs mmdet
 export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 PYTHONWARNINGS=ignore
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
-MMCOMPAT_ONNX_CHECK_DIR=$DIR cargo test -q --test tests onnx_export::export_for_onnxruntime_check \
-    -- --ignored --exact >/dev/null 2>&1
+# The exports, as a user writes them (BN folded; raw, then decoding + NMS in the graph).
+CLI=${CLI:-target/debug/mmcompat}
+[ -x "$CLI" ] || cargo build -q --bin mmcompat
+for stem in mmyolo mmyolo_end2end; do
+    extra=()
+    [ "$stem" = mmyolo_end2end ] && extra=(--end2end)
+    # shellcheck disable=SC2086
+    "$CLI" export --config "$CFG" --weights "$CKPT" --format onnx "${extra[@]}" -o "$DIR/$stem.onnx" \
+        $(for r in $ROOTS; do echo --config-root "$r"; done) >/dev/null
+done
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "onnxruntime: $($PY benches/python/onnx_bench.py "$DIR" 30)"
 # shellcheck disable=SC2086

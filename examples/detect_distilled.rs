@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example detect_distilled -- KD_CONFIG KD_CHECKPOINT IMAGE [DEVICE] [PKG=CONFIG_DIR ...]
 //! # MMCOMPAT_REPEAT=N: after 3 warm-up runs, time N more and print the median (benches/bench_detect.sh)
+//! # MMCOMPAT_SCOPE=S: resolve types in scope S (default mmyolo, the seed's; "" = the config's own)
 //! # e.g.
 //! cargo run --release --example detect_distilled -- \
 //!     configs/rtmdet/distillation/kd_tiny_rtmdet_s_neck_300e_coco.py work_dirs/kd/epoch_300.pth demo.jpg cuda \
@@ -13,8 +14,42 @@
 //! `PKG=DIR` roots given here and `MMCOMPAT_CONFIG_ROOTS`; without either, in the configs of the
 //! packages installed in `python3`.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use mmcompat::inferencer::Inferencer;
 use mmcompat::registry::config::ConfigRoots;
+use tracing::span::{Attributes, Id};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+/// Time spent inside the spans `roi_head_forward` (a two-stage detector's RoIAlign + box head,
+/// which run inside post-processing but are network forward: the benchmark moves them over) and
+/// `roi_extractor` (its RoIAlign alone, on tch ops).
+#[derive(Clone, Default)]
+struct SecondStageTimer(Arc<Mutex<[Duration; 2]>>);
+
+struct Entered(Instant);
+
+impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SecondStageTimer {
+    fn on_new_span(&self, _: &Attributes<'_>, _: &Id, _: Context<'_, S>) {}
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if matches!(span.name(), "roi_head_forward" | "roi_extractor") {
+                span.extensions_mut().insert(Entered(Instant::now()));
+            }
+        }
+    }
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if let Some(Entered(t)) = span.extensions_mut().remove::<Entered>() {
+                let slot = usize::from(span.name() == "roi_extractor");
+                self.0.lock().expect("timer")[slot] += t.elapsed();
+            }
+        }
+    }
+}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,14 +68,20 @@ fn main() -> anyhow::Result<()> {
         roots = roots.discover_python();
     }
 
+    let timer = SecondStageTimer::default();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(timer.clone()))?;
+
     let t0 = std::time::Instant::now();
-    let inferencer = Inferencer::builder()
+    let scope = std::env::var("MMCOMPAT_SCOPE").unwrap_or_else(|_| "mmyolo".into());
+    let mut builder = Inferencer::builder()
         .config(config)
         .weights(weights)
-        .scope("mmyolo")
         .device(device)
-        .config_roots(roots)
-        .build()?;
+        .config_roots(roots);
+    if !scope.is_empty() {
+        builder = builder.scope(scope);
+    }
+    let inferencer = builder.build()?;
     eprintln!(
         "loaded in {:.2}s: {} (student of {}), adapters [{}], {:.1}% of the weights matched",
         t0.elapsed().as_secs_f64(),
@@ -80,6 +121,8 @@ fn main() -> anyhow::Result<()> {
         let mut decode_pre = Vec::new();
         let mut fwd = Vec::new();
         let mut post = Vec::new();
+        let mut second = Vec::new();
+        let mut roi_align = Vec::new();
         for _ in 0..n.max(1) {
             // Our side of "decode + pre-processing" (BENCHMARKS.md "## Families"): the image file
             // decoded and run through the test pipeline (resize + pad), as `detect` does per file.
@@ -90,20 +133,26 @@ fn main() -> anyhow::Result<()> {
             let t = std::time::Instant::now();
             let outs = inferencer.head_outputs(&[&pre])?;
             fwd.push(t.elapsed().as_secs_f64() * 1e3);
+            let before = *timer.0.lock().expect("timer");
             let t = std::time::Instant::now();
             inferencer.postprocess(&outs, &[&pre])?;
             post.push(t.elapsed().as_secs_f64() * 1e3);
+            let after = *timer.0.lock().expect("timer");
+            second.push((after[0] - before[0]).as_secs_f64() * 1e3);
+            roi_align.push((after[1] - before[1]).as_secs_f64() * 1e3);
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
         println!(
-            "{{\"steady_median_ms\": {:.3}, \"decode_preprocess_median_ms\": {:.3}, \"forward_median_ms\": {:.3}, \"postprocess_median_ms\": {:.3}, \"runs\": {}}}",
+            "{{\"steady_median_ms\": {:.3}, \"decode_preprocess_median_ms\": {:.3}, \"forward_median_ms\": {:.3}, \"postprocess_median_ms\": {:.3}, \"second_stage_forward_median_ms\": {:.3}, \"roi_align_median_ms\": {:.3}, \"runs\": {}}}",
             median(&mut ms),
             median(&mut decode_pre),
             median(&mut fwd),
             median(&mut post),
+            median(&mut second),
+            median(&mut roi_align),
             ms.len()
         );
     }

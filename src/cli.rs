@@ -62,9 +62,29 @@ pub struct AdapterArgs {
     /// An adapter file: `.toml` (declarative rules) or a dynamic plugin library (repeatable).
     #[arg(long = "adapters", value_name = "FILE")]
     pub adapter_files: Vec<PathBuf>,
+    /// An option an adapter reads, e.g. `yolov7.variant=yolov7-tiny` (repeatable; `mmcompat
+    /// registry` lists each adapter's options; a key no adapter reads is an error).
+    #[arg(long = "adapter-option", value_name = "KEY=VALUE", value_parser = parse_adapter_option)]
+    pub adapter_options: Vec<(String, String)>,
+}
+
+/// `KEY=VALUE` of `--adapter-option`.
+fn parse_adapter_option(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!(
+            "`{s}` is not KEY=VALUE (e.g. --adapter-option yolov7.variant=yolov7-tiny)"
+        )),
+    }
 }
 
 impl AdapterArgs {
+    /// `--adapter-option`s as [`AdapterOptions::extra`](mmcompat_registry::adapter::AdapterOptions)
+    /// (a repeated key: the last one wins).
+    pub fn extra_options(&self) -> std::collections::BTreeMap<String, String> {
+        self.adapter_options.iter().cloned().collect()
+    }
+
     /// Built-in adapters + `$XDG_CONFIG_HOME/mmcompat/adapters/*.toml` + `--adapters` files: the
     /// one set every command (convert, detect, registry) chooses from.
     pub fn adapter_set(&self) -> Result<AdapterSet> {
@@ -314,6 +334,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 adapters: adapter,
                 scope,
                 ema,
+                extra: adapters.extra_options(),
                 ..Default::default()
             };
             let set = adapters.adapter_set()?;
@@ -406,7 +427,10 @@ fn adapter_fit(
     let request = mmcompat::registry::adapter::FitRequest {
         expected: Some(&expected),
         chain: &ChainChoice::Automatic,
-        options: &Default::default(),
+        options: &mmcompat::registry::adapter::AdapterOptions {
+            extra: adapters.extra_options(),
+            ..Default::default()
+        },
         strict: true,
         config: Some(&config_json),
     };

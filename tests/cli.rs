@@ -10,7 +10,7 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn mmcompat(args: &[&str]) -> Output {
+pub(crate) fn mmcompat(args: &[&str]) -> Output {
     mmcompat_with_xdg(args, &repo().join("target/cli-test-no-xdg"))
 }
 
@@ -21,6 +21,8 @@ fn mmcompat_with_xdg(args: &[&str], xdg: &Path) -> Output {
         .current_dir(repo())
         // Config roots come from the arguments only: no python3 discovery, no user env.
         .env_remove("MMCOMPAT_CONFIG_ROOTS")
+        // Logs at the level the arguments ask for (tests read `-v` output).
+        .env_remove("RUST_LOG")
         .env("XDG_CONFIG_HOME", xdg)
         .output()
         .expect("run mmcompat")

@@ -1,11 +1,12 @@
-//! The checks every mmyolo model family runs against the real stack, parameterised by [`Family`]
-//! (tests/yolov5.rs, tests/yolov6.rs, tests/yolov8.rs keep only what is their own). Per family
-//! `<name>` the generator (tests/fixtures/generate/make_<name>_refs.py) wrote:
+//! The checks every model family runs against the real stack, parameterised by [`Family`]
+//! (tests/yolov5.rs, tests/retinanet.rs, ... keep only what is their own). Per family `<name>`
+//! the generator (tests/fixtures/generate/make_<name>_refs.py) wrote:
 //! * `models/<name>_sizes.json`: shipped configs' merged `model` dicts and the real models'
 //!   `state_dict()` names and shapes — our expected keys must equal them, in order;
-//! * `checkpoints/<name>_nano_mmyolo.pth` (overlay config `mmcompat/<name>_nano_mmyolo.py`) and
-//!   `inference/<name>/<name>__<image>.json` from `init_detector` + `inference_detector`: the same
-//!   network input, raw head outputs within `RAW_TOL` of their level's scale at 1 thread, and the
+//! * `checkpoints/<fixture>.pth` (overlay config `mmcompat/<fixture>.py`, `<name>_nano_mmyolo` for
+//!   the mmyolo families) and `inference/<name>/<name>__<image>.json` from `init_detector` +
+//!   `inference_detector`: the same network input (a committed PNG, or for mmdet's 1333×800 inputs
+//!   its sha256), raw head outputs within `RAW_TOL` of their level's scale at 1 thread, and the
 //!   same detections (count, labels, boxes within 0.1 px, scores within 1e-4), through
 //!   `Inferencer` and through `mmcompat detect --json`.
 
@@ -15,13 +16,16 @@ use std::path::PathBuf;
 use mmcompat::inferencer::{ClassNamesSource, Detection, Inferencer};
 use mmcompat::models::{build_detector, ModelError};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tch::Device;
 
-use crate::cli::ok_stdout;
-use crate::inference::{assert_same_detections, raw_deviation, roots, source_image, RAW_TOL};
+use crate::cli::{mmcompat, ok_stdout};
+use crate::inference::{
+    assert_same_detections, raw_deviation, raw_deviation_on, roots, source_image, RAW_TOL,
+};
 use crate::models::{decode_keys, read_json};
 
-/// Every family here is an mmyolo one.
+/// The mmyolo families' scope (the default of [`MMYOLO`]).
 const SCOPE: &str = "mmyolo";
 
 /// The shipped configs are COCO ones.
@@ -40,11 +44,66 @@ pub(crate) struct Family {
     pub(crate) sizes: &'static [&'static str],
     /// Classes of the fixture checkpoint (from its `meta.dataset_meta`).
     pub(crate) fixture_classes: usize,
-    /// Types `mmcompat registry --scope mmyolo` must list, declared in `spec::models::<name>_*`.
+    /// Types `mmcompat registry --scope <scope>` must list, declared in `registry_module*`.
     pub(crate) registry_types: &'static [&'static str],
+    /// The registry scope the configs resolve in (`mmyolo`, `mmdet`).
+    pub(crate) scope: &'static str,
+    /// File stem of the fixture's overlay config and checkpoint; empty: `<name>_nano_mmyolo`.
+    pub(crate) fixture: &'static str,
+    /// How the reference records the network input.
+    pub(crate) input: NetworkInput,
+    /// Module prefix declaring `registry_types`; empty: `spec::models::<name>_`.
+    pub(crate) registry_module: &'static str,
+    /// The config as `<package>::<path>` inside the test config roots (a distillation config);
+    /// empty: `<scope>::mmcompat/<fixture>.py`.
+    pub(crate) config: &'static str,
+    /// The checkpoint, relative to tests/fixtures; empty: `checkpoints/<fixture>.pth`.
+    pub(crate) checkpoint: &'static str,
+    /// The references' path prefix relative to tests/fixtures (`<prefix><image>.json`, input PNGs
+    /// in the same folder); empty: `inference/<name>/<name>__`.
+    pub(crate) references: &'static str,
+    /// Whether `Inferencer` and `mmcompat detect` get `scope` explicitly; false: the config's own
+    /// `default_scope` decides (as for a user running an MMRazor distillation config).
+    pub(crate) explicit_scope: bool,
 }
 
+/// How a reference records the network input our pipeline must reproduce.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NetworkInput {
+    /// `input_png`: the uint8 BGR network input, committed next to the reference.
+    Png,
+    /// `input_sha256` + `input_shape_hwc` + `pipeline.img_shape` (mmdet's 1333×800 inputs would
+    /// be too big to commit as PNGs).
+    Sha256,
+}
+
+/// The defaults of an mmyolo family (`..MMYOLO` after its own fields).
+pub(crate) const MMYOLO: Family = Family {
+    name: "",
+    images: &[],
+    sizes: &[],
+    fixture_classes: 8,
+    registry_types: &[],
+    scope: SCOPE,
+    fixture: "",
+    input: NetworkInput::Png,
+    registry_module: "",
+    config: "",
+    checkpoint: "",
+    references: "",
+    explicit_scope: true,
+};
+
 impl Family {
+    /// The overlay config's and checkpoint's file stem.
+    pub(crate) fn fixture_stem(&self) -> String {
+        if self.fixture.is_empty() {
+            format!("{}_nano_mmyolo", self.name)
+        } else {
+            self.fixture.to_string()
+        }
+    }
+
     /// `models/<name>_sizes.json`.
     pub(crate) fn sizes_json(&self) -> Value {
         read_json(&format!("models/{}_sizes.json", self.name))
@@ -53,24 +112,41 @@ impl Family {
     /// The merged `model` dict of the shipped config `size` (e.g. `yolov8_n`).
     pub(crate) fn model(&self, size: &str) -> Value {
         let sizes = self.sizes_json();
-        let model = &sizes[format!("{SCOPE}/{size}")]["model"];
+        let model = &sizes[format!("{}/{size}", self.scope)]["model"];
         assert!(model.is_object(), "{}: no size {size}", self.name);
         model.clone()
     }
 
     /// The reference of `init_detector` + `inference_detector` on `image`.
     pub(crate) fn reference(&self, image: &str) -> Value {
-        read_json(&format!("inference/{0}/{0}__{image}.json", self.name))
+        read_json(&format!("{}{image}.json", self.references_prefix()))
+    }
+
+    fn references_prefix(&self) -> String {
+        if self.references.is_empty() {
+            format!("inference/{0}/{0}__", self.name)
+        } else {
+            self.references.to_string()
+        }
     }
 
     /// (config, checkpoint) of the fixture, the config inside the test config roots of
     /// tests/inference.rs (shipped trees + the overlay's `mmcompat/` files).
     pub(crate) fn files(&self) -> (PathBuf, PathBuf) {
-        let file = format!("{}_nano_mmyolo", self.name);
-        let config = roots().dirs(SCOPE)[0].join(format!("mmcompat/{file}.py"));
-        let checkpoint = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join(format!("tests/fixtures/checkpoints/{file}.pth"));
-        (config, checkpoint)
+        let file = self.fixture_stem();
+        let config = if self.config.is_empty() {
+            roots().dirs(self.scope)[0].join(format!("mmcompat/{file}.py"))
+        } else {
+            let (pkg, rel) = self.config.split_once("::").expect("<package>::<path>");
+            roots().dirs(pkg)[0].join(rel)
+        };
+        let checkpoint = if self.checkpoint.is_empty() {
+            format!("checkpoints/{file}.pth")
+        } else {
+            self.checkpoint.to_string()
+        };
+        let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        (config, fixtures.join(checkpoint))
     }
 
     pub(crate) fn inferencer(&self) -> Inferencer {
@@ -80,13 +156,16 @@ impl Family {
     /// With `fold_bn` as `mmcompat detect --fold-bn` sets it.
     pub(crate) fn inferencer_with(&self, fold_bn: bool) -> Inferencer {
         let (config, weights) = self.files();
-        Inferencer::builder()
+        let mut builder = Inferencer::builder()
             .fold_bn(fold_bn)
             .config(&config)
             .weights(&weights)
-            .scope(SCOPE)
             .device("cpu")
-            .config_roots(roots())
+            .config_roots(roots());
+        if self.explicit_scope {
+            builder = builder.scope(self.scope);
+        }
+        builder
             .build()
             .unwrap_or_else(|e| panic!("{}: {e}", self.name))
     }
@@ -99,10 +178,14 @@ impl Family {
         image: &str,
         r: &Value,
     ) -> f64 {
-        let input_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/inference")
-            .join(self.name);
-        raw_deviation(what, inf, image, r, &input_dir)
+        if self.input == NetworkInput::Sha256 {
+            return raw_deviation_hashed_input(what, inf, image, r);
+        }
+        let prefix = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(self.references_prefix());
+        let input_dir = prefix.parent().expect("references folder");
+        raw_deviation(what, inf, image, r, input_dir)
     }
 
     /// Every shipped size builds, with exactly the real model's `state_dict()` names and shapes,
@@ -112,11 +195,11 @@ impl Family {
         let sizes = sizes.as_object().expect("object");
         assert_eq!(sizes.len(), self.sizes.len(), "{}", self.sizes.join(", "));
         for size in self.sizes {
-            let key = format!("{SCOPE}/{size}");
+            let key = format!("{}/{size}", self.scope);
             assert!(sizes.contains_key(&key), "{}: no size {key}", self.name);
         }
         for (name, entry) in sizes {
-            let det = build_detector(&entry["model"], SCOPE, Device::Cpu)
+            let det = build_detector(&entry["model"], self.scope, Device::Cpu)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             let theirs = decode_keys(&entry["keys"]);
             let ours = det.expected_keys();
@@ -138,6 +221,33 @@ impl Family {
                 "{name}: key order (module registration order)"
             );
             assert_eq!(det.num_classes(), SHIPPED_CLASSES, "{name}");
+        }
+    }
+
+    /// For the shipped configs of [`Family::check_expected_keys`], in `sizes` order: the real
+    /// key counts (`key_counts`), the detector type we build, and that our config loader makes
+    /// the recorded `model` dict of the shipped file (its whole `_base_` chain).
+    pub(crate) fn check_shipped_configs(&self, type_name: &str, key_counts: &[usize]) {
+        let sizes = self.sizes_json();
+        assert_eq!(self.sizes.len(), key_counts.len(), "{}", self.name);
+        for (size, count) in self.sizes.iter().zip(key_counts) {
+            let entry = &sizes[format!("{}/{size}", self.scope)];
+            assert_eq!(
+                decode_keys(&entry["keys"]).len(),
+                *count,
+                "{size}: real key count"
+            );
+            let det = build_detector(&entry["model"], self.scope, Device::Cpu)
+                .unwrap_or_else(|e| panic!("{size}: {e}"));
+            assert_eq!(det.type_name(), type_name, "{size}");
+            let rel = entry["config"].as_str().expect("config");
+            // `<pkg>/.mim/configs/<folder>/<file>` relative to site-packages.
+            let mut parts = rel.rsplit('/');
+            let (file, folder) = (parts.next().expect("file"), parts.next().expect("folder"));
+            let path = roots().dirs(self.scope)[0].join(folder).join(file);
+            let cfg = mmcompat::Config::from_file(&path, &roots())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(cfg.to_json()["model"], entry["model"], "{size}: {rel}");
         }
     }
 
@@ -199,24 +309,34 @@ impl Family {
         }
     }
 
-    /// `mmcompat detect --config <config> --weights <ckpt> --scope mmyolo --json`, as a user runs
-    /// it, on every image: one JSON line per image, in sorted path order, each with the
-    /// reference's detections.
-    pub(crate) fn check_detect_command(&self) {
+    /// `mmcompat -v detect --config <config> --weights <ckpt> [--scope <scope>] --json`, as a
+    /// user runs it, on every image: one JSON line per image, in sorted path order, each with the
+    /// reference's detections. Returns the log (stderr).
+    pub(crate) fn check_detect_command(&self) -> String {
         let (config, weights) = self.files();
+        self.check_detect_command_on(&config, &weights)
+    }
+
+    /// [`Family::check_detect_command`] with another config and checkpoint (e.g. one a test
+    /// wrote) that must give the family's references.
+    pub(crate) fn check_detect_command_on(
+        &self,
+        config: &std::path::Path,
+        weights: &std::path::Path,
+    ) -> String {
         let roots = roots();
         let mut args: Vec<String> = vec![
+            "-v".into(),
             "detect".into(),
             "--config".into(),
             config.display().to_string(),
             "--weights".into(),
             weights.display().to_string(),
         ];
-        args.extend(
-            ["--scope", SCOPE, "--device", "cpu", "--json"]
-                .iter()
-                .map(|s| s.to_string()),
-        );
+        if self.explicit_scope {
+            args.extend(["--scope".to_string(), self.scope.to_string()]);
+        }
+        args.extend(["--device", "cpu", "--json"].map(String::from));
         for pkg in ["mmyolo", "mmdet", "mmrazor"] {
             args.push("--config-root".into());
             args.push(format!("{pkg}={}", roots.dirs(pkg)[0].display()));
@@ -233,7 +353,11 @@ impl Family {
             args.push(images.join(file).display().to_string());
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let lines: Vec<Value> = ok_stdout(&args)
+        let out = mmcompat(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "mmcompat {args:?} failed:\n{stderr}");
+        let lines: Vec<Value> = String::from_utf8(out.stdout)
+            .expect("utf-8 stdout")
             .lines()
             .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
             .collect();
@@ -251,21 +375,63 @@ impl Family {
             let what = format!("detect {}/{image}", self.name);
             assert_same_detections(&what, &dets, &r["detections"]);
         }
+        stderr
     }
 
-    /// `mmcompat registry --scope mmyolo` lists the family's types as implemented, declared in the
-    /// family's spec modules.
+    /// `mmcompat registry --scope <scope>` lists the family's types as implemented, declared in
+    /// the family's spec modules.
     pub(crate) fn check_registry_listing(&self) {
-        let text = ok_stdout(&["registry", "--scope", SCOPE]);
-        let module = format!("spec::models::{}_", self.name);
+        let text = ok_stdout(&["registry", "--scope", self.scope]);
+        let module = if self.registry_module.is_empty() {
+            format!("spec::models::{}_", self.name)
+        } else {
+            self.registry_module.to_string()
+        };
         for name in self.registry_types {
             // `    <Type>    <declaring module>`: only implemented types are listed.
             let listed = text
                 .lines()
                 .any(|l| l.split_whitespace().next() == Some(*name) && l.contains(&module));
-            assert!(listed, "registry --scope mmyolo lacks {name}:\n{text}");
+            assert!(
+                listed,
+                "registry --scope {} lacks {name}:\n{text}",
+                self.scope
+            );
         }
     }
+}
+
+/// [`raw_deviation_on`] after checking the network input by its sha256 and shape, and the
+/// unpadded `img_shape` (mmdet's keep-ratio Resize without Pad: the decode clamp).
+fn raw_deviation_hashed_input(what: &str, inf: &Inferencer, image: &str, r: &Value) -> f64 {
+    let pre = inf.preprocess(&source_image(image)).expect("pipeline");
+    let digest = format!("{:x}", Sha256::digest(&pre.image.data));
+    assert_eq!(
+        digest,
+        r["input_sha256"].as_str().expect("input_sha256"),
+        "{what}: network input differs from the test pipeline's"
+    );
+    let shape: Vec<usize> = r["input_shape_hwc"]
+        .as_array()
+        .expect("input_shape_hwc")
+        .iter()
+        .map(|v| v.as_u64().expect("dim") as usize)
+        .collect();
+    assert_eq!(
+        vec![pre.image.height, pre.image.width, 3],
+        shape,
+        "{what}: input shape"
+    );
+    let img_shape = &r["pipeline"]["img_shape"];
+    assert_eq!(
+        [pre.img_shape.0 as u64, pre.img_shape.1 as u64],
+        [
+            img_shape[0].as_u64().expect("h"),
+            img_shape[1].as_u64().expect("w")
+        ],
+        "{what}: img_shape"
+    );
+    raw_deviation_on(what, inf, &pre, r)
 }
 
 /// One detection of `mmcompat detect --json`.
@@ -284,9 +450,32 @@ fn json_detection(d: &Value) -> Detection {
     }
 }
 
-/// What building `cfg` fails with (the config mistakes every family's spec stage must refuse).
+impl Family {
+    /// What building `cfg` in the family's scope fails with (the config mistakes every family's
+    /// spec stage must refuse).
+    pub(crate) fn build_error(&self, cfg: &Value, what: &str) -> ModelError {
+        build_detector(cfg, self.scope, Device::Cpu).expect_err(what)
+    }
+
+    /// Building `cfg` fails with `ModelError::UnknownKey` naming (key, type, path).
+    pub(crate) fn assert_unknown_key(&self, cfg: &Value, expected: (&str, &str, &str)) {
+        match self.build_error(cfg, "unknown key") {
+            ModelError::UnknownKey {
+                key,
+                type_name,
+                path,
+                ..
+            } => {
+                assert_eq!((key.as_str(), type_name.as_str(), path.as_str()), expected);
+            }
+            other => panic!("wrong error {other}"),
+        }
+    }
+}
+
+/// [`Family::build_error`] of an mmyolo family.
 pub(crate) fn build_error(cfg: &Value, what: &str) -> ModelError {
-    build_detector(cfg, SCOPE, Device::Cpu).expect_err(what)
+    MMYOLO.build_error(cfg, what)
 }
 
 /// [`build_error`]'s message.
@@ -294,17 +483,7 @@ pub(crate) fn build_error_message(cfg: &Value, what: &str) -> String {
     build_error(cfg, what).to_string()
 }
 
-/// Building `cfg` fails with `ModelError::UnknownKey` naming (key, type, path).
+/// [`Family::assert_unknown_key`] of an mmyolo family.
 pub(crate) fn assert_unknown_key(cfg: &Value, expected: (&str, &str, &str)) {
-    match build_error(cfg, "unknown key") {
-        ModelError::UnknownKey {
-            key,
-            type_name,
-            path,
-            ..
-        } => {
-            assert_eq!((key.as_str(), type_name.as_str(), path.as_str()), expected);
-        }
-        other => panic!("wrong error {other}"),
-    }
+    MMYOLO.assert_unknown_key(cfg, expected)
 }

@@ -37,6 +37,11 @@ fn check_detect(weights: &str, refs: &str) {
 }
 
 fn check_detect_on(weights: &str, refs: &str, images_used: &[&str]) {
+    check_detect_with(weights, refs, images_used, &[]);
+}
+
+/// [`check_detect_on`] with `extra` arguments after the model flags.
+fn check_detect_with(weights: &str, refs: &str, images_used: &[&str], extra: &[&str]) {
     let refs = read_json(refs);
     let roots = roots();
     let config = refs["config"]
@@ -56,6 +61,7 @@ fn check_detect_on(weights: &str, refs: &str, images_used: &[&str]) {
         "cpu".into(),
         "--json".into(),
     ];
+    args.extend(extra.iter().map(|a| a.to_string()));
     for pkg in ["mmyolo", "mmdet", "mmrazor"] {
         args.push("--config-root".into());
         args.push(format!("{pkg}={}", roots.dirs(pkg)[0].display()));
@@ -141,6 +147,65 @@ fn detect_on_a_pdparams_matches_the_converted_files_references() {
         "ppyoloe_tiny_detections.json",
         &PPYOLOE_IMAGES,
     );
+}
+
+/// `--adapter-option yolov7.variant=yolov7-tiny` names the variant the adapter would otherwise
+/// read from the key set (the same table, the same detections); a key no adapter reads, or a
+/// variant the converter has no table for, is an error naming what would work.
+#[test]
+fn adapter_options_reach_the_adapter_and_typos_are_refused() {
+    check_detect_with(
+        "yolov7-tiny.pt",
+        "yolov7-tiny_detections.json",
+        &IMAGES[..1],
+        &["--adapter-option", "yolov7.variant=yolov7-tiny"],
+    );
+    let base = |opt: &str| -> Vec<String> {
+        vec![
+            "convert".into(),
+            fixture("yolov7-tiny.pt"),
+            "--out".into(),
+            std::env::temp_dir()
+                .join("mmcompat-adapter-option-test.pth")
+                .display()
+                .to_string(),
+            "--adapter-option".into(),
+            opt.into(),
+        ]
+    };
+    let run = |opt: &str| {
+        let args = base(opt);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::cli::err_stderr(&args)
+    };
+    let err = run("yolov7.varient=yolov7-tiny");
+    assert!(
+        err.contains("no adapter reads the option `yolov7.varient`")
+            && err.contains("did you mean `yolov7.variant`?"),
+        "{err}"
+    );
+    let err = run("yolov7.variant=yolov7-huge");
+    assert!(
+        err.contains("yolov7.variant=yolov7-huge is none of") && err.contains("yolov7-tiny.pt"),
+        "{err}"
+    );
+    let err = {
+        let args = [
+            "detect",
+            "--weights",
+            "w.pth",
+            "--adapter-option",
+            "novalue",
+            "x.png",
+        ];
+        let out = crate::cli::mmcompat(&args);
+        assert_eq!(out.status.code(), Some(2), "a usage error");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(err.contains("`novalue` is not KEY=VALUE"), "{err}");
+    // `mmcompat registry` lists each adapter's options.
+    let text = ok_stdout(&["registry", "--scope", "mmyolo"]);
+    assert!(text.contains("options: yolov7.variant"), "{text}");
 }
 
 #[test]

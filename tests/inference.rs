@@ -360,10 +360,17 @@ pub(crate) fn raw_deviation_on(
 
     let outs = inf.head_outputs(&[pre]).expect("forward");
     let (mut worst, mut worst_abs) = (0f64, 0f64);
+    // mmdet's score factors (ATSS's and FCOS's centerness) travel in `objectnesses`; a reference
+    // that records them is checked like the class and box outputs.
+    let centernesses = r["head_outputs"]["centernesses"].is_array();
     for (name, tensors) in [
         ("cls_scores", &outs.cls_scores),
         ("bbox_preds", &outs.bbox_preds),
+        ("centernesses", &outs.objectnesses),
     ] {
+        if name == "centernesses" && !centernesses {
+            continue;
+        }
         let levels = r["head_outputs"][name].as_array().expect("levels");
         assert_eq!(tensors.len(), levels.len(), "{what}: {name} levels");
         for (l, (t, refl)) in tensors.iter().zip(levels).enumerate() {

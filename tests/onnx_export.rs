@@ -84,11 +84,16 @@ fn inferencer(model: &str) -> Inferencer {
         .unwrap_or_else(|e| panic!("{model}: {e}"))
 }
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-fn export(inf: &Inferencer, opts: &OnnxOptions, dir: &Path, name: &str) -> (PathBuf, Value) {
+pub(crate) fn export(
+    inf: &Inferencer,
+    opts: &OnnxOptions,
+    dir: &Path,
+    name: &str,
+) -> (PathBuf, Value) {
     let path = dir.join(format!("{name}.onnx"));
     let report = export_onnx(inf, opts, &path).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(report.model, path);
@@ -101,7 +106,7 @@ fn export(inf: &Inferencer, opts: &OnnxOptions, dir: &Path, name: &str) -> (Path
 
 /// The network input of `image` normalised as the `.preprocess.json` says (channel order, mean,
 /// std), `[1, 3, H, W]` float32.
-fn normalised_input(
+pub(crate) fn normalised_input(
     inf: &Inferencer,
     image: &str,
     pre: &Value,
@@ -136,7 +141,7 @@ fn normalised_input(
 
 /// The graph at `path`, loaded and optimised once (tract's optimisation costs more than a run:
 /// callers reuse the plan for every image).
-fn runnable(path: &Path) -> TypedRunnableModel<TypedModel> {
+pub(crate) fn runnable(path: &Path) -> TypedRunnableModel<TypedModel> {
     let read = || {
         tract_onnx::onnx()
             .model_for_path(path)
@@ -161,11 +166,11 @@ fn runnable(path: &Path) -> TypedRunnableModel<TypedModel> {
     }
 }
 
-fn run(model: &TypedRunnableModel<TypedModel>, input: Tensor) -> TVec<TValue> {
+pub(crate) fn run(model: &TypedRunnableModel<TypedModel>, input: Tensor) -> TVec<TValue> {
     model.run(tvec!(input.into())).expect("tract runs it")
 }
 
-fn values(t: &TValue) -> Vec<f32> {
+pub(crate) fn values(t: &TValue) -> Vec<f32> {
     t.to_array_view::<f32>()
         .expect("f32")
         .iter()
@@ -177,7 +182,7 @@ fn values(t: &TValue) -> Vec<f32> {
 /// `BatchNormalization` nodes (PyTorch's op order) tract measured 1.05e-4 level units and
 /// onnxruntime 1.2e-4 (mmdet fixture, coffee: box distances in pixels), above `RAW_TOL` by the
 /// runtime's arithmetic alone (tests/fixtures/onnx/onnxruntime.json records each image).
-const RUNTIME_TOL: f64 = 2e-4;
+pub(crate) const RUNTIME_TOL: f64 = 2e-4;
 
 /// Raw head outputs: tract on our export vs our tch forward, in level units: within
 /// `RUNTIME_TOL` with `BatchNormalization` nodes, within 1e-3 with the batch norms folded (the
@@ -301,7 +306,7 @@ fn half_export_has_fp16_weights_and_fp32_io() {
 /// `dets`/`labels` of one image → detections in original-image pixels, by the rescale the JSON
 /// documents (mmyolo: minus the letterbox padding, divided by the scale factor, clamped to the
 /// image; mmdet: times 1/scale factor).
-fn rescale(
+pub(crate) fn rescale(
     dets: &[f32],
     labels: &[i64],
     p: &mmcompat::preprocess::Preprocessed,
@@ -400,8 +405,9 @@ fn end2end_gives_the_real_stacks_detections_in_tract() {
 #[test]
 fn unsupported_components_fail_before_writing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // mmdet's ResNet (the RetinaNet fixture) has no emitter yet.
-    let (file, scope, component) = ("retinanet_tiny_mmdet", "mmdet", "mmdet.ResNet");
+    // Faster R-CNN (two-stage: RPN proposals, RoI pooling) has no emitters; its ResNet and FPN
+    // do (tests/onnx_export_mmdet.rs), so the refusal names its first head, the RPN.
+    let (file, scope, component) = ("faster_rcnn_tiny_mmdet", "mmdet", "mmdet.RPNHead");
     let config = roots().dirs(scope)[0].join(format!("mmcompat/{file}.py"));
     let weights = fixtures().join(format!("checkpoints/{file}.pth"));
     let inf = Inferencer::builder()
@@ -539,14 +545,17 @@ const CHECKED: &[(&str, bool, bool)] = &[
     ("yolov7", true, true),
     ("ppyoloe", false, true),
     ("ppyoloe", false, false),
+    ("ppyoloe", true, true),
 ];
 
-// END2END_KNOWN_DEVIATION, why PPYOLOE's `--end2end` is not held to the real stack's
-// detections: mmcv's `batched_nms` offsets boxes by `label * (max_coordinate + 1)` in original-image pixels (after the rescale);
-// the graph can only do it in network-input pixels. The two agree unless a box has a coordinate
-// below -1, where offset boxes of neighbouring classes overlap and suppress each other
-// differently: the PPYOLOE nano fixture's astronaut has such a box at the `max_per_img` cut
-// (reference #298, a box clamped to [0, 0, 512, 512]).
+// END2END_KNOWN_DEVIATION (PPYOLOE, tract only): mmcv's `batched_nms` offsets boxes by
+// `label * (max_coordinate + 1)` in original-image pixels (after the rescale). The end2end graph
+// does that when its per-image inputs (`scale_factor`, `pad_param`, `ori_shape`:
+// src/export/onnx/per_image.rs) are fed; onnxruntime feeds them (check_onnx.py: equal on every
+// photograph). tract makes inputs with defaults constants, so here the graph runs at its
+// defaults (NMS in network-input pixels), which differs where a box has a coordinate below -1
+// (offset boxes of neighbouring classes then overlap): the PPYOLOE nano fixture's astronaut at
+// the `max_per_img` cut (reference #298, a box clamped to [0, 0, 512, 512]).
 
 fn checked_name(model: &str, end2end: bool, fold_bn: bool) -> String {
     let suffix = match (end2end, fold_bn) {
@@ -557,7 +566,9 @@ fn checked_name(model: &str, end2end: bool, fold_bn: bool) -> String {
     format!("{model}{suffix}")
 }
 
-fn export_checked(dir: &Path) -> Vec<(String, String)> {
+/// Every file check_onnx.py checks, with its sha256 (`write_inputs`: also the RetinaNet network
+/// inputs it needs, tests/onnx_export_mmdet.rs).
+fn export_checked(dir: &Path, write_inputs: bool) -> Vec<(String, String)> {
     let plain = CHECKED
         .iter()
         .map(|&(model, end2end, fold_bn)| (model, end2end, fold_bn, false));
@@ -581,10 +592,11 @@ fn export_checked(dir: &Path) -> Vec<(String, String)> {
             let hash = hex(&Sha256::digest(std::fs::read(&path).expect("read back")));
             (name, hash)
         })
+        .chain(crate::onnx_export_mmdet::export_checked(dir, write_inputs))
         .collect()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -596,7 +608,7 @@ fn export_for_onnxruntime_check() {
     let dir =
         PathBuf::from(std::env::var("MMCOMPAT_ONNX_CHECK_DIR").expect("MMCOMPAT_ONNX_CHECK_DIR"));
     std::fs::create_dir_all(&dir).expect("mkdir");
-    for (name, hash) in export_checked(&dir) {
+    for (name, hash) in export_checked(&dir, true) {
         eprintln!("{name}: sha256 {hash}");
     }
 }
@@ -615,7 +627,7 @@ fn onnxruntime_verdict_covers_these_exact_files() {
         Some(true)
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    for (name, hash) in export_checked(dir.path()) {
+    for (name, hash) in export_checked(dir.path(), false) {
         let entry = &verdict["models"][&name];
         assert_eq!(
             entry["sha256"].as_str(),
@@ -624,8 +636,17 @@ fn onnxruntime_verdict_covers_these_exact_files() {
              tests/fixtures/generate/check_onnx.py"
         );
         assert_eq!(entry["pass"], true, "{name}: onnxruntime verdict {entry}");
+        // The mmdet families: one export per photograph at its padded size, checked on that
+        // photograph (tests/onnx_export_mmdet.rs).
+        let images = if crate::onnx_export_mmdet::is_per_photograph(&name) {
+            1
+        } else {
+            2
+        };
         assert!(
-            entry["images"].as_object().is_some_and(|m| m.len() >= 2),
+            entry["images"]
+                .as_object()
+                .is_some_and(|m| m.len() >= images),
             "{name}: {entry}"
         );
     }

@@ -17,7 +17,7 @@ use mmcompat::inferencer::Detection;
 use mmcompat::preprocess::{decode_image_file, resize, Interpolation};
 use serde_json::Value;
 
-use crate::family::{assert_unknown_key, build_error_message, Family};
+use crate::family::{assert_unknown_key, build_error_message, Family, MMYOLO};
 use crate::inference::{assert_same_detections, raw_deviation_on, source_image, RAW_TOL};
 use crate::models::read_json;
 use crate::preprocess::sha256_hex;
@@ -33,6 +33,7 @@ const PPYOLOE: Family = Family {
         "PPYOLOEHead",
         "PPYOLOEHeadModule",
     ],
+    ..MMYOLO
 };
 
 /// Our bicubic resize is a float model of IPP's closed-source `ippiResizeCubic` (see

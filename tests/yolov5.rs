@@ -15,7 +15,7 @@ use mmcompat::models::build_detector;
 use serde_json::Value;
 use tch::Device;
 
-use crate::family::{assert_unknown_key, build_error_message, Family};
+use crate::family::{assert_unknown_key, build_error_message, Family, MMYOLO};
 use crate::inference::source_image;
 
 const YOLOV5: Family = Family {
@@ -29,6 +29,7 @@ const YOLOV5: Family = Family {
         "YOLOv5Head",
         "YOLOv5HeadModule",
     ],
+    ..MMYOLO
 };
 
 #[test]

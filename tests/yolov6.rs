@@ -20,7 +20,7 @@ use mmcompat::models::build_detector;
 use serde_json::Value;
 use tch::Device;
 
-use crate::family::{assert_unknown_key, build_error_message, Family};
+use crate::family::{assert_unknown_key, build_error_message, Family, MMYOLO};
 use crate::inference::{assert_same_detections, source_image};
 
 const YOLOV6: Family = Family {
@@ -48,6 +48,7 @@ const YOLOV6: Family = Family {
         "YOLOv6Head",
         "YOLOv6HeadModule",
     ],
+    ..MMYOLO
 };
 
 /// v2 m (the fixture's checkpoint and references only: its keys are checked through `YOLOV6`'s
@@ -58,6 +59,7 @@ const YOLOV6_M: Family = Family {
     sizes: &[],
     fixture_classes: 8,
     registry_types: &[],
+    ..MMYOLO
 };
 
 /// 3.0 l (likewise).
@@ -67,6 +69,7 @@ const YOLOV6_V3: Family = Family {
     sizes: &[],
     fixture_classes: 8,
     registry_types: &[],
+    ..MMYOLO
 };
 
 #[test]

@@ -15,7 +15,7 @@
 use mmcompat::models::build_detector;
 use tch::Device;
 
-use crate::family::{assert_unknown_key, build_error_message, Family};
+use crate::family::{assert_unknown_key, build_error_message, Family, MMYOLO};
 use crate::yolov5::objectness_deviation;
 
 const YOLOV7: Family = Family {
@@ -37,6 +37,7 @@ const YOLOV7: Family = Family {
         "YOLOv7HeadModule",
         "YOLOv7p6HeadModule",
     ],
+    ..MMYOLO
 };
 
 #[test]

@@ -10,7 +10,7 @@
 //!   detections (count, labels, boxes within 0.1 px, scores within 1e-4), through `Inferencer`
 //!   and through `mmcompat detect --json`.
 
-use crate::family::{assert_unknown_key, build_error_message, Family};
+use crate::family::{assert_unknown_key, build_error_message, Family, MMYOLO};
 
 const YOLOV8: Family = Family {
     name: "yolov8",
@@ -23,6 +23,7 @@ const YOLOV8: Family = Family {
         "YOLOv8Head",
         "YOLOv8HeadModule",
     ],
+    ..MMYOLO
 };
 
 #[test]

@@ -15,7 +15,7 @@
 use mmcompat::models::build_detector;
 use tch::Device;
 
-use crate::family::{assert_unknown_key, build_error_message, Family};
+use crate::family::{assert_unknown_key, build_error_message, Family, MMYOLO};
 use crate::yolov5::objectness_deviation;
 
 const YOLOX: Family = Family {
@@ -29,6 +29,7 @@ const YOLOX: Family = Family {
         "YOLOXHead",
         "YOLOXHeadModule",
     ],
+    ..MMYOLO
 };
 
 #[test]

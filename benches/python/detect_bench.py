@@ -54,6 +54,13 @@ def load(config, ckpt):
     from mmyolo.utils import register_all_modules as yolo_modules
     from mmengine.config import Config
     cfg = Config.fromfile(config)
+    if 'roi_head' in cfg.model:
+        # mmcv-lite has no RoIAlign kernel: torchvision's (C++, same semantics for aligned avg
+        # pooling), as the fixture generator uses (tests/fixtures/generate/make_faster_rcnn_refs.py).
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'tests',
+                                        'fixtures', 'generate'))
+        from make_faster_rcnn_refs import install_roi_align
+        install_roi_align()
     if cfg.get('default_scope') == 'mmyolo':
         yolo_modules()
     else:
@@ -100,11 +107,21 @@ def steady(config, ckpt, image, n=30):
     for _ in range(3):
         inference_detector(model, img)
     # Split of each call: backbone+neck, head forward, predict_by_feat (post-processing).
-    feat_t, head_t, post_t = [], [], []
+    feat_t, head_t, post_t, roi_t = [], [], [], []
     det = getattr(model, 'architecture', model)  # an MMRazor distiller predicts with its student
     _timed(det, 'extract_feat', feat_t)
-    _timed(det.bbox_head, 'forward', head_t)
-    _timed(det.bbox_head, 'predict_by_feat', post_t)
+    if hasattr(det, 'roi_head'):
+        # Two-stage (mmdet TwoStageDetector): the RPN's and the box head's forward and the RoI
+        # extractor (RoIAlign) are network forward; the RPN's proposals and the box head's
+        # decode + NMS are post-processing (the split examples/detect_distilled.rs reports).
+        _timed(det.rpn_head, 'forward', head_t)
+        _timed(det.roi_head.bbox_roi_extractor, 'forward', roi_t)
+        _timed(det.roi_head.bbox_head, 'forward', head_t)
+        _timed(det.rpn_head, 'predict_by_feat', post_t)
+        _timed(det.roi_head.bbox_head, 'predict_by_feat', post_t)
+    else:
+        _timed(det.bbox_head, 'forward', head_t)
+        _timed(det.bbox_head, 'predict_by_feat', post_t)
     times = []
     with torch.no_grad():
         for _ in range(n):
@@ -116,9 +133,16 @@ def steady(config, ckpt, image, n=30):
     def med(v):
         return sorted(v)[len(v) // 2] * 1e3 if v else None
 
+    # Per call: sum the timed pieces (two-stage models time several per call).
+    k_head = len(head_t) // max(len(feat_t), 1)
+    k_post = len(post_t) // max(len(feat_t), 1)
+    head_c = [sum(head_t[i * k_head:(i + 1) * k_head]) for i in range(len(feat_t))]
+    if roi_t:  # the RoI extractor (RoIAlign) is forward too; reported alone as well
+        head_c = [h + r for h, r in zip(head_c, roi_t)]
+    post_c = [sum(post_t[i * k_post:(i + 1) * k_post]) for i in range(len(feat_t))]
     return dict(mode='steady', median_ms=times[len(times) // 2] * 1e3,
-                forward_median_ms=med([a + b for a, b in zip(feat_t, head_t)]),
-                postprocess_median_ms=med(post_t),
+                forward_median_ms=med([a + b for a, b in zip(feat_t, head_c)]),
+                postprocess_median_ms=med(post_c), roi_align_median_ms=med(roi_t),
                 mean_ms=sum(times) / len(times) * 1e3, runs=n, threads=torch.get_num_threads(),
                 detections=len(result.pred_instances), peak_rss_mib=peak_rss_mib())
 

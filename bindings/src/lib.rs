@@ -180,10 +180,11 @@ impl Detector {
     ///   names forcing the chain (as `--adapter NAME`); empty: chosen automatically.
     ///   adapter_files: extra adapters (as `--adapters FILE`). score_thr: keep `score > thr`
     ///   (as `--score-thr`). config_roots: {"mmdet": DIR, ...} (as `--config-root PKG=DIR`).
+    ///   adapter_options: {"yolov7.variant": "yolov7-tiny", ...} (as `--adapter-option K=V`).
     #[new]
     #[pyo3(signature = (config=None, weights=None, scope=None, device="cpu", adapters=Vec::new(),
         score_thr=None, *, adapter_files=Vec::new(), config_roots=None, strict=true,
-        half=false, fold_bn=false))]
+        half=false, fold_bn=false, adapter_options=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -198,6 +199,7 @@ impl Detector {
         strict: bool,
         half: bool,
         fold_bn: bool,
+        adapter_options: Option<std::collections::BTreeMap<String, String>>,
     ) -> PyResult<Self> {
         let Some(weights) = weights else {
             return Err(PyTypeError::new_err(
@@ -215,6 +217,10 @@ impl Detector {
                 .half(half)
                 .fold_bn(fold_bn)
                 .adapter_chain(adapters)
+                .adapter_options(mmcompat::registry::adapter::AdapterOptions {
+                    extra: adapter_options.unwrap_or_default(),
+                    ..Default::default()
+                })
                 .adapters(set);
             b = match config {
                 Some(c) => b.config(c),
@@ -349,7 +355,7 @@ fn inspect<'py>(
 /// checkpoint. Returns the report `convert` prints.
 #[pyfunction]
 #[pyo3(signature = (src, dst, *, config=None, adapters=Vec::new(), scope=None, ema=None,
-    adapter_files=Vec::new(), config_roots=None))]
+    adapter_files=Vec::new(), config_roots=None, adapter_options=None))]
 #[allow(clippy::too_many_arguments)]
 fn convert(
     py: Python<'_>,
@@ -361,6 +367,7 @@ fn convert(
     ema: Option<bool>,
     adapter_files: Vec<PathBuf>,
     config_roots: Option<std::collections::BTreeMap<String, PathBuf>>,
+    adapter_options: Option<std::collections::BTreeMap<String, String>>,
 ) -> PyResult<String> {
     let config = match config {
         Some(p) => {
@@ -380,6 +387,7 @@ fn convert(
             Some(true) => EmaChoice::Ema,
             Some(false) => EmaChoice::Raw,
         },
+        extra: adapter_options.unwrap_or_default(),
         ..Default::default()
     };
     let report = py

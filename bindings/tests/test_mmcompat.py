@@ -193,6 +193,12 @@ def test_errors_are_typed_and_carry_the_message(detector, tmp_path):
         detector.detect(str(tmp_path / "missing.png"))
     with pytest.raises(TypeError, match="image path"):
         detector.detect(42)
+    # adapter_options as --adapter-option: a key no adapter reads is refused, named.
+    with pytest.raises(mmcompat.MmcompatError, match="yolov7.varient.*did you mean `yolov7.variant`"):
+        mmcompat.Detector(CONFIG, weights=WEIGHTS, config_roots=ROOTS,
+                          adapter_options={"yolov7.varient": "yolov7-tiny"})
+    with pytest.raises(mmcompat.MmcompatError, match="yolov7.varient.*did you mean `yolov7.variant`"):
+        mmcompat.convert(WEIGHTS, tmp_path / "x.pth", adapter_options={"yolov7.varient": "x"})
     assert issubclass(mmcompat.ModelError, mmcompat.MmcompatError)
     assert all(issubclass(c, mmcompat.MmcompatError) for c in (
         mmcompat.ConfigError, mmcompat.CheckpointError, mmcompat.ImageError))

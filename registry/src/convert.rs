@@ -33,6 +33,8 @@ pub struct ConvertOptions {
     pub scope: Option<String>,
     /// `--ema` / `--no-ema`.
     pub ema: EmaChoice,
+    /// `--adapter-option KEY=VALUE` ([`AdapterOptions::extra`]).
+    pub extra: std::collections::BTreeMap<String, String>,
     /// The model's expected keys, when a backend can say; then the chain must match them.
     pub expected: Option<ExpectedKeys>,
 }
@@ -161,7 +163,7 @@ pub fn run_with(
     let config = config_json(options);
     let adapter_options = AdapterOptions {
         ema: options.ema,
-        ..Default::default()
+        extra: options.extra.clone(),
     };
     let choice = ChainChoice::from_names(&options.adapters);
     let fit = fit_checkpoint(

@@ -9,6 +9,7 @@ mod fit;
 mod foreign;
 mod fuzz_replay;
 mod limits;
+mod mmdet_spec;
 mod model_zoo;
 mod razor_mmdet;
 mod scoped;

@@ -27,7 +27,7 @@ fn tree(pkg: &str) -> PathBuf {
     dir
 }
 
-fn roots() -> ConfigRoots {
+pub(crate) fn roots() -> ConfigRoots {
     let mut roots = ConfigRoots::new();
     for pkg in ["mmdet", "mmyolo", "mmrazor"] {
         roots.add(pkg, tree(pkg));

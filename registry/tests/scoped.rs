@@ -240,6 +240,7 @@ fn registry_listing_text_and_json() {
         name: "mmrazor.kd_student".into(),
         source: "static (mmcompat_plugin_mmrazor)".into(),
         description: "student".into(),
+        options: Vec::new(),
     }];
     let text = mmcompat_registry::scoped::render_registry(&regs, &adapters, None, None);
     // Named without the module path: this file is compiled into core.rs and, while cargo

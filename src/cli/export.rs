@@ -145,7 +145,7 @@ pub fn run(args: ExportArgs, out: &mut dyn std::io::Write) -> Result<()> {
                 .adapter_chain(args.model.adapter.clone())
                 .adapter_options(AdapterOptions {
                     ema: args.ema_choice(),
-                    ..Default::default()
+                    extra: args.model.adapters.extra_options(),
                 })
                 .strict(true);
             b = match loaded {
@@ -181,6 +181,7 @@ pub fn run(args: ExportArgs, out: &mut dyn std::io::Write) -> Result<()> {
             let options = PackageOptions {
                 adapters: args.model.adapter.clone(),
                 ema: args.ema_choice(),
+                extra: args.model.adapters.extra_options(),
                 scope: args.model.scope.clone(),
                 expected: Some(expected),
             };

@@ -171,6 +171,7 @@ pub fn detect_options(
     opts.scope = model.scope.clone();
     opts.adapter_chain = model.adapter.clone();
     opts.adapter_set = Some(std::sync::Arc::new(r.adapter_set));
+    opts.adapter_options.extra = model.adapters.extra_options();
     opts.config_roots = Some(r.roots);
     opts.device = run.device;
     opts.strict = !run.non_strict;

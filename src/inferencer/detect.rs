@@ -61,6 +61,8 @@ pub struct DetectOptions {
     pub adapter_chain: Vec<String>,
     /// The adapters to choose from (`--adapters FILE`...); `None`: built-ins + the XDG folder.
     pub adapter_set: Option<Arc<AdapterSet>>,
+    /// Options for the adapters (`--adapter-option KEY=VALUE`).
+    pub adapter_options: crate::registry::adapter::AdapterOptions,
     /// `--max-image-pixels`: images declaring more pixels are refused before decoding.
     pub max_image_pixels: u64,
     /// `--list FILE`: more image paths, one a line (`-`: stdin), read as the run goes.
@@ -100,6 +102,7 @@ impl DetectOptions {
             strict: true,
             adapter_chain: Vec::new(),
             adapter_set: None,
+            adapter_options: Default::default(),
             max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
             list: None,
             output: None,
@@ -402,7 +405,8 @@ pub fn build_inferencer(opts: &DetectOptions) -> Result<Inferencer, InferError> 
         .fold_bn(opts.fold_bn)
         .strict(opts.strict)
         .max_image_pixels(opts.max_image_pixels)
-        .adapter_chain(opts.adapter_chain.clone());
+        .adapter_chain(opts.adapter_chain.clone())
+        .adapter_options(opts.adapter_options.clone());
     if let Some(set) = &opts.adapter_set {
         builder = builder.adapters(Arc::clone(set));
     }

@@ -1,5 +1,5 @@
 //! The backend's component contract: a trait per component kind ([`Backbone`], [`Neck`],
-//! [`DenseHead`]) and one registration per upstream type ([`register_tch_component!`](crate::register_tch_component!)), keyed by
+//! [`DenseHead`], [`RoiHead`]) and one registration per upstream type ([`register_tch_component!`](crate::register_tch_component!)), keyed by
 //! the `(scope, name)` the spec stage resolved (`mmcompat_registry::spec`). The detector glue
 //! (`detector.rs`) knows no family: it asks this table for whatever the spec names.
 //!
@@ -42,6 +42,10 @@ pub struct HeadOutputs {
     /// `N × num_base_priors × H × W` objectness logits of heads that have them (YOLOv5, YOLOX,
     /// YOLOv7); empty otherwise.
     pub objectnesses: Vec<Tensor>,
+    /// The neck's features, kept for a second stage that reads them in `predict_by_feat`
+    /// (two-stage detectors: the RoI head pools the RPN's proposals from them), in the model's
+    /// compute kind; empty for single-stage heads.
+    pub features: Vec<Tensor>,
 }
 
 impl HeadOutputs {
@@ -51,6 +55,7 @@ impl HeadOutputs {
             cls_scores,
             bbox_preds,
             objectnesses: Vec::new(),
+            features: Vec::new(),
         }
     }
 }
@@ -121,6 +126,17 @@ pub trait DenseHead: fmt::Debug + Send {
     fn onnx_decoder(&self) -> OnnxDecoder {
         OnnxDecoder::Distance
     }
+    /// Two-stage heads: the first stage's region proposals of each image (`rescale=False`, on
+    /// the network input), as the second stage receives them. `None` for one-stage heads.
+    fn proposals(
+        &self,
+        outputs: &HeadOutputs,
+        metas: &[ImageMeta],
+        cfg: &TestCfg,
+    ) -> Option<Result<Vec<crate::postprocess::two_stage::Proposals>, PostprocessError>> {
+        let _ = (outputs, metas, cfg);
+        None
+    }
     /// `predict_by_feat(..., rescale=True)` on raw outputs of a batch: one result per image.
     /// The default is the point-prior heads' (RTMDet, YOLOv8): sigmoid scores, priors from
     /// [`DenseHead::strides`] and [`DenseHead::prior_offset`], distance decoding and NMS as the
@@ -145,6 +161,27 @@ pub trait DenseHead: fmt::Debug + Send {
 pub type BackboneBuild = fn(&ComponentSpec, &Ctx) -> Result<Box<dyn Backbone>, ModelError>;
 pub type NeckBuild = fn(&ComponentSpec, &Ctx) -> Result<Box<dyn Neck>, ModelError>;
 pub type DenseHeadBuild = fn(&ComponentSpec, &Ctx) -> Result<Box<dyn DenseHead>, ModelError>;
+pub type RoiHeadBuild = fn(&ComponentSpec, &Ctx) -> Result<Box<dyn RoiHead>, ModelError>;
+
+/// The second stage of a two-stage detector (mmdet `StandardRoIHead`): proposals of each image
+/// (boxes on the network input, `img_shape` scale) → final detections, rescaled to the original
+/// image (`roi_head.predict(..., rescale=True)`).
+pub trait RoiHead: fmt::Debug + Send {
+    /// Channels of the features it pools from (`bbox_roi_extractor.out_channels`).
+    fn in_channels(&self) -> i64;
+    /// Feature levels it reads (`bbox_roi_extractor.num_inputs`, the first ones).
+    fn num_inputs(&self) -> usize;
+    fn num_classes(&self) -> i64;
+    fn fuse(&mut self, mode: Fuse);
+    /// `predict_bbox(x, rpn_results_list, batch_img_metas, rcnn_test_cfg, rescale=True)`.
+    fn predict(
+        &self,
+        feats: &[Tensor],
+        proposals: &[crate::postprocess::two_stage::Proposals],
+        metas: &[ImageMeta],
+        cfg: &TestCfg,
+    ) -> Result<Vec<RawDetections>, PostprocessError>;
+}
 
 /// How the backend builds one upstream type; the variant is its component kind.
 #[derive(Clone, Copy)]
@@ -152,6 +189,8 @@ pub enum TchBuilder {
     Backbone(BackboneBuild),
     Neck(NeckBuild),
     DenseHead(DenseHeadBuild),
+    /// A two-stage detector's `roi_head`.
+    RoiHead(RoiHeadBuild),
     /// Built by the enclosing generic detector (`SingleStageDetector`); the detector types only
     /// need to be known.
     Detector,
@@ -233,6 +272,13 @@ pub fn build_dense_head(spec: &ComponentSpec, ctx: &Ctx) -> Result<Box<dyn Dense
     match builder(spec)? {
         TchBuilder::DenseHead(f) => f(spec, ctx),
         _ => Err(wrong_kind(spec, ComponentKind::DenseHead)),
+    }
+}
+
+pub fn build_roi_head(spec: &ComponentSpec, ctx: &Ctx) -> Result<Box<dyn RoiHead>, ModelError> {
+    match builder(spec)? {
+        TchBuilder::RoiHead(f) => f(spec, ctx),
+        _ => Err(wrong_kind(spec, ComponentKind::RoiHead)),
     }
 }
 

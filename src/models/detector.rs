@@ -12,6 +12,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use mmcompat_registry::scoped::{BuildScope, ScopeOrigin};
 use mmcompat_registry::spec::models::detector::SingleStageDetectorCfg;
+use mmcompat_registry::spec::models::two_stage::TwoStageDetectorCfg;
 use mmcompat_registry::spec::{model_spec, ComponentKind, ComponentSpec, DataPreprocessorSpec};
 
 use super::cfg::join;
@@ -99,11 +100,16 @@ pub fn build_detector_from_spec(
             hint: "no single-stage detector implementation is registered for it".into(),
         });
     }
-    let cfg: &SingleStageDetectorCfg = spec.args()?;
-    let data_preprocessor = DataPreprocessorSpec::parse(
-        cfg.data_preprocessor.as_ref(),
-        &join(&spec.path, "data_preprocessor"),
-    )?;
+    // A two-stage detector (`FasterRCNN`) has the same two sections the detector reads.
+    let (dp_cfg, test_cfg) = match spec.args::<SingleStageDetectorCfg>() {
+        Ok(c) => (c.data_preprocessor.clone(), c.test_cfg.clone()),
+        Err(_) => {
+            let c: &TwoStageDetectorCfg = spec.args()?;
+            (c.data_preprocessor.clone(), c.test_cfg.clone())
+        }
+    };
+    let data_preprocessor =
+        DataPreprocessorSpec::parse(dp_cfg.as_ref(), &join(&spec.path, "data_preprocessor"))?;
     let vs = nn::VarStore::new(device);
     let log = Rc::new(RefCell::new(KeyLog::default()));
     let ctx = Ctx::new(vs.root(), log.clone());
@@ -114,8 +120,19 @@ pub fn build_detector_from_spec(
             .child("neck")
             .map(|n| build_neck(n, &ctx.sub("neck")))
             .transpose()?;
-        let head_spec = spec.require_child("bbox_head")?;
-        let head = build_dense_head(head_spec, &ctx.sub("bbox_head"))?;
+        // Two-stage: the RPN and RoI head as one head (`heads::two_stage`), named by the RPN.
+        let (head_spec, head): (_, Box<dyn DenseHead>) = match spec.child("rpn_head") {
+            Some(rpn) => (
+                rpn,
+                Box::new(crate::models::heads::two_stage::TwoStageHead::build(
+                    spec, &ctx,
+                )?),
+            ),
+            None => {
+                let h = spec.require_child("bbox_head")?;
+                (h, build_dense_head(h, &ctx.sub("bbox_head"))?)
+            }
+        };
         let names = [Some(backbone_spec), spec.child("neck"), Some(head_spec)]
             .into_iter()
             .map(|c| c.map(|c| c.qualified_name()).unwrap_or_default())
@@ -136,7 +153,7 @@ pub fn build_detector_from_spec(
         net,
         type_name: spec.qualified_name(),
         data_preprocessor,
-        test_cfg: cfg.test_cfg.clone().unwrap_or(Value::Null),
+        test_cfg: test_cfg.unwrap_or(Value::Null),
         strides,
         kind: Kind::Float,
         fold_bn: false,
@@ -235,6 +252,17 @@ impl Detector {
         cfg: &TestCfg,
     ) -> Result<Vec<RawDetections>, PostprocessError> {
         self.net.head.predict_by_feat(outputs, metas, cfg)
+    }
+
+    /// A two-stage detector's region proposals per image (`DenseHead::proposals`); `None` for
+    /// one-stage detectors.
+    pub fn proposals(
+        &self,
+        outputs: &HeadOutputs,
+        metas: &[ImageMeta],
+        cfg: &TestCfg,
+    ) -> Option<Result<Vec<crate::postprocess::two_stage::Proposals>, PostprocessError>> {
+        self.net.head.proposals(outputs, metas, cfg)
     }
 
     pub fn device(&self) -> Device {
@@ -391,6 +419,8 @@ impl Detector {
             cls_scores: to_f32(out.cls_scores)?,
             bbox_preds: to_f32(out.bbox_preds)?,
             objectnesses: to_f32(out.objectnesses)?,
+            // In the compute kind: the second stage of a two-stage head runs on them.
+            features: out.features,
         })
     }
 }

@@ -292,6 +292,7 @@ mod tests {
             max_per_img: Some(100),
             min_bbox_size: Some(0.0),
             yolox_style: false,
+            ..TestCfg::default()
         }
     }
 

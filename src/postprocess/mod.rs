@@ -15,6 +15,7 @@ pub mod mmdet_dense;
 pub mod nms;
 #[cfg(test)]
 mod tests;
+pub mod two_stage;
 pub mod yolov5;
 
 pub use mmcompat_registry::spec::test_cfg::{NmsCfg, TestCfg};

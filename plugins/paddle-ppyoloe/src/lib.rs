@@ -250,6 +250,10 @@ impl CheckpointAdapter for PaddlePpyoloe {
         Confidence::none("Paddle BatchNorm keys, but no PP-YOLOE backbone / head")
     }
 
+    fn option_keys(&self) -> &[&'static str] {
+        &[IMAGENET_OPTION]
+    }
+
     fn plan(&self, view: &CheckpointView, options: &AdapterOptions) -> Result<Plan, AdapterError> {
         let entries = view
             .section(ROOT_SECTION)

@@ -258,6 +258,10 @@ impl CheckpointAdapter for WongKinYiuYolov7 {
         ))
     }
 
+    fn option_keys(&self) -> &[&'static str] {
+        &[VARIANT_OPTION]
+    }
+
     fn plan(&self, view: &CheckpointView, options: &AdapterOptions) -> Result<Plan, AdapterError> {
         let entries = view
             .section(SECTION)

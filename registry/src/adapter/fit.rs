@@ -177,6 +177,8 @@ pub fn fit_checkpoint(
     set: &AdapterSet,
     req: FitRequest<'_>,
 ) -> Result<Fit, FitError> {
+    // A key no adapter reads would change nothing: refuse it rather than ignore a typo.
+    set.check_options(req.options)?;
     // Before any chain is tried: a refused checkpoint must not fit silently (an unpruned
     // `architecture.*` would match the plain model's keys).
     for (a, _) in set.iter() {

@@ -302,6 +302,12 @@ pub enum AdapterError {
         known: Vec<String>,
         suggestions: Vec<String>,
     },
+    #[error("no adapter reads the option `{key}`; options the adapters read: {}{}", if .known.is_empty() { "none".to_string() } else { .known.join(", ") }, did_you_mean(.suggestions))]
+    UnknownOption {
+        key: String,
+        known: Vec<String>,
+        suggestions: Vec<String>,
+    },
     #[error("plugin {path}: {detail}")]
     Plugin { path: PathBuf, detail: String },
     #[error("adapter {adapter}: {detail}")]
@@ -351,6 +357,12 @@ pub trait CheckpointAdapter: Send + Sync {
     /// listing alone, before any tensor is read.
     fn refuse(&self, _view: &CheckpointView) -> Option<String> {
         None
+    }
+    /// The keys of [`AdapterOptions::extra`] this adapter reads (`yolov7.variant`): what
+    /// `--adapter-option KEY=VALUE` accepts ([`AdapterSet::check_options`] refuses other keys,
+    /// so a misspelt option is an error rather than silently ignored).
+    fn option_keys(&self) -> &[&'static str] {
+        &[]
     }
 }
 

@@ -182,6 +182,35 @@ impl AdapterSet {
         }
     }
 
+    /// Every option key an adapter of the set reads, `(key, adapter)`, sorted by key.
+    pub fn option_keys(&self) -> Vec<(String, String)> {
+        let mut keys: Vec<(String, String)> = self
+            .adapters
+            .iter()
+            .flat_map(|(name, (a, _))| {
+                a.option_keys()
+                    .iter()
+                    .map(move |k| (k.to_string(), name.clone()))
+            })
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Refuses an `extra` option no adapter of the set reads (a misspelt `--adapter-option`
+    /// would otherwise change nothing, silently), naming the known keys and the closest.
+    pub fn check_options(&self, options: &AdapterOptions) -> Result<(), AdapterError> {
+        let known: Vec<String> = self.option_keys().into_iter().map(|(k, _)| k).collect();
+        match options.extra.keys().find(|k| !known.contains(k)) {
+            None => Ok(()),
+            Some(key) => Err(AdapterError::UnknownOption {
+                key: key.clone(),
+                suggestions: crate::scoped::closest(key, known.iter().map(String::as_str), 3),
+                known,
+            }),
+        }
+    }
+
     pub fn source(&self, name: &str) -> Option<&AdapterSource> {
         self.adapters.get(name).map(|(_, s)| s)
     }
@@ -211,6 +240,7 @@ impl AdapterSet {
                 name: a.name().to_owned(),
                 source: s.to_string(),
                 description: a.description().to_owned(),
+                options: a.option_keys().iter().map(|k| k.to_string()).collect(),
             })
             .collect()
     }

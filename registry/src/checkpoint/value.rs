@@ -160,6 +160,40 @@ impl Value {
         out
     }
 
+    /// The total length of the dotted paths [`Value::tensor_leaves`] would build, computed
+    /// without building them (one visit per node; saturating).
+    pub fn tensor_path_bytes(&self) -> usize {
+        fn walk(v: &Value, prefix: usize, total: &mut usize) {
+            // `dotted`: a '.' before every segment but the first.
+            let child = |seg: usize| prefix + seg + usize::from(prefix > 0);
+            match v {
+                Value::Tensor(_) => *total = total.saturating_add(prefix),
+                Value::List(xs) | Value::Tuple(xs) => {
+                    for (i, x) in xs.iter().enumerate() {
+                        walk(x, child(decimal_len(i)), total);
+                    }
+                }
+                Value::Dict(d) => {
+                    for (k, x) in &d.items {
+                        walk(x, child(k.key_string().len()), total);
+                    }
+                }
+                Value::Opaque(o) => {
+                    for (i, x) in o.items.iter().enumerate() {
+                        walk(x, child(decimal_len(i)), total);
+                    }
+                    for (k, x) in &o.dict_items {
+                        walk(x, child(k.key_string().len()), total);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut total = 0;
+        walk(self, 0, &mut total);
+        total
+    }
+
     /// A dict key as text: strings as they are, numbers in decimal, anything else in a
     /// Python-like repr. Used for section keys and JSON object keys.
     pub fn key_string(&self) -> String {
@@ -171,7 +205,81 @@ impl Value {
             Value::Bool(false) => "False".into(),
             Value::None => "None".into(),
             Value::Float(f) => format!("{f:?}"),
-            other => other.to_json().to_string(),
+            // A container key (never in a real checkpoint) in the JSON view, unless it is large:
+            // its text would be repeated in every path and JSON key below it, and built again
+            // for each enclosing key (a 632-byte fuzzing input spent 533 MB and seconds on
+            // that, fuzz/regressions/pickle/tensor-path-amplification-533mb).
+            other if other.nodes_up_to(MAX_KEY_NODES + 1) <= MAX_KEY_NODES => {
+                other.to_json().to_string()
+            }
+            other => format!("<{} key of over {MAX_KEY_NODES} values>", other.kind_name()),
+        }
+    }
+
+    /// The number of values in this tree, counting stops at `cap`.
+    fn nodes_up_to(&self, cap: usize) -> usize {
+        fn walk(v: &Value, n: &mut usize, cap: usize) {
+            *n += 1;
+            if *n >= cap {
+                return;
+            }
+            let mut each = |x: &Value| {
+                if *n < cap {
+                    walk(x, n, cap)
+                }
+            };
+            match v {
+                Value::List(xs) | Value::Tuple(xs) | Value::Set(xs) => xs.iter().for_each(each),
+                Value::Dict(d) => {
+                    d.items.iter().for_each(|(k, x)| {
+                        each(k);
+                        each(x);
+                    });
+                    if let Some(a) = &d.attributes {
+                        each(a);
+                    }
+                }
+                Value::Opaque(o) => {
+                    o.args.iter().for_each(&mut each);
+                    o.kwargs.iter().for_each(|(k, x)| {
+                        each(k);
+                        each(x);
+                    });
+                    o.items.iter().for_each(&mut each);
+                    o.dict_items.iter().for_each(|(k, x)| {
+                        each(k);
+                        each(x);
+                    });
+                    if let Some(st) = &o.state {
+                        each(st);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut n = 0;
+        walk(self, &mut n, cap);
+        n.min(cap)
+    }
+
+    /// `list`, `tuple`, ... as Python names the value's type (for messages).
+    fn kind_name(&self) -> &'static str {
+        match self {
+            Value::None => "None",
+            Value::Bool(_) => "bool",
+            Value::Int(_) | Value::BigInt(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "str",
+            Value::Bytes(_) => "bytes",
+            Value::List(_) => "list",
+            Value::Tuple(_) => "tuple",
+            Value::Set(_) => "set",
+            Value::Dict(_) => "dict",
+            Value::Tensor(_) => "tensor",
+            Value::Storage(_) => "storage",
+            Value::Global { .. } => "global",
+            Value::Opaque(_) => "object",
+            Value::Recursion => "recursive",
         }
     }
 
@@ -245,6 +353,15 @@ fn walk_tensors<'a>(v: &'a Value, path: &mut Vec<String>, out: &mut Vec<(String,
         }
         _ => {}
     }
+}
+
+/// Container dict keys with more values than this are written as a placeholder by
+/// [`Value::key_string`].
+const MAX_KEY_NODES: usize = 64;
+
+/// Digits of `i` in decimal (`i.to_string().len()`).
+fn decimal_len(i: usize) -> usize {
+    i.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// `a.b.c`, with no separator after an empty leading part (as joining step by step did).

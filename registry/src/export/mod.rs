@@ -60,6 +60,8 @@ pub struct PackageOptions {
     pub adapters: Vec<String>,
     /// `--ema` / `--no-ema` (the EMA weights by default where the checkpoint has them).
     pub ema: EmaChoice,
+    /// `--adapter-option KEY=VALUE` ([`AdapterOptions::extra`]).
+    pub extra: std::collections::BTreeMap<String, String>,
     /// `--scope`, overriding the config's `default_scope`.
     pub scope: Option<String>,
     /// The model's state dict keys and shapes, when a backend can say (then the chain must fit
@@ -215,7 +217,7 @@ pub fn export_package(
     let choice = ChainChoice::from_names(&options.adapters);
     let adapter_options = AdapterOptions {
         ema: options.ema,
-        ..Default::default()
+        extra: options.extra.clone(),
     };
     let fit = fit_checkpoint(
         &view,

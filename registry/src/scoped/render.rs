@@ -14,6 +14,9 @@ pub struct AdapterListing {
     /// `static (crate path)`, `dynamic (/path/lib.so)` or `toml (/path/file.toml)`.
     pub source: String,
     pub description: String,
+    /// The `--adapter-option` keys it reads.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
 }
 
 /// The listing, as `--json` prints it.
@@ -154,6 +157,13 @@ pub fn render_registry(
             out.push_str(&format!("  adapters ({}):\n", s.adapters.len()));
             for a in &s.adapters {
                 out.push_str(&format!("    {:<32} {}\n", a.name, a.source));
+                if !a.options.is_empty() {
+                    out.push_str(&format!(
+                        "    {:<32} options: {}\n",
+                        "",
+                        a.options.join(", ")
+                    ));
+                }
             }
         }
     }

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::parse::{closest_key, type_of};
+use super::parse::{closest_key, join, type_of};
 use super::SpecError;
 
 /// Python's `round()` on a float: ties go to the even neighbour (`round(2.5) == 2`).
@@ -21,8 +21,9 @@ pub fn py_int(x: f64) -> i64 {
     x.trunc() as i64
 }
 
-/// `norm_cfg` of `mmcv.cnn.build_norm_layer`. Only batch norms exist on the RTMDet path; at
-/// inference `SyncBN` is a plain BN (mmengine `revert_sync_batchnorm`).
+/// `norm_cfg` of `mmcv.cnn.build_norm_layer`: batch norms (at inference `SyncBN` is a plain BN,
+/// mmengine `revert_sync_batchnorm`) and, for the mmdet heads and necks that use it (GFL, ATSS,
+/// FCOS, RepPoints), `GN` (`nn.GroupNorm(num_groups, channels, eps, affine)`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NormCfg {
@@ -39,6 +40,9 @@ pub struct NormCfg {
     /// `build_norm_layer` pops it; irrelevant at inference.
     #[serde(default = "default_true")]
     pub requires_grad: bool,
+    /// `GN` only (`nn.GroupNorm`'s first argument; `build_norm_layer` asserts it is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_groups: Option<i64>,
     #[serde(default, rename = "_scope_")]
     pub scope: Option<String>,
 }
@@ -63,22 +67,75 @@ impl NormCfg {
             affine: true,
             track_running_stats: true,
             requires_grad: true,
+            num_groups: None,
             scope: None,
         }
     }
 
-    /// Checks the norm is one we can run; `path` names the dict for the error.
+    /// The type name without a scope prefix (`mmdet.GN` → `GN`).
+    fn short_name(&self) -> &str {
+        self.type_name.rsplit('.').next().unwrap_or(&self.type_name)
+    }
+
+    /// `GN` / `GroupNorm` (the registry aliases of `nn.GroupNorm`).
+    pub fn is_group_norm(&self) -> bool {
+        matches!(self.short_name(), "GN" | "GroupNorm")
+    }
+
+    /// Checks the norm is a batch norm we can run; `path` names the dict for the error. For the
+    /// components whose Python code builds the norm itself (not through `ConvModule`), which only
+    /// ever use batch norms upstream; see [`NormCfg::validate_conv_module`] for the others.
     pub fn validate(&self, path: &str) -> Result<(), SpecError> {
-        let name = self.type_name.rsplit('.').next().unwrap_or(&self.type_name);
-        match name {
+        if self.is_group_norm() {
+            return Err(SpecError::Unsupported {
+                what: "norm type `GN` here".into(),
+                path: path.to_string(),
+                hint: "this component runs batch norms only (BN, BN2d, SyncBN); group norm is \
+                       implemented for mmcv ConvModules (mmdet FPN and dense heads)"
+                    .into(),
+            });
+        }
+        self.validate_conv_module(path)
+    }
+
+    /// Checks the norm is one mmcv's `ConvModule` can run here: a batch norm or `GN` with
+    /// `num_groups` (`mmcv/cnn/bricks/norm.py:build_norm_layer`).
+    pub fn validate_conv_module(&self, path: &str) -> Result<(), SpecError> {
+        match self.short_name() {
             "BN" | "BN2d" | "SyncBN" | "MMSyncBN" | "BatchNorm2d" | "SyncBatchNorm" => {}
+            "GN" | "GroupNorm" => {
+                return match self.num_groups {
+                    Some(g) if g > 0 => Ok(()),
+                    Some(g) => Err(SpecError::Invalid {
+                        path: join(path, "num_groups"),
+                        type_name: "GN".into(),
+                        message: format!("num_groups must be >= 1, got {g}"),
+                    }),
+                    // build_norm_layer: `assert 'num_groups' in cfg_`.
+                    None => Err(SpecError::Missing {
+                        path: path.to_string(),
+                        message: "GN needs `num_groups` (e.g. dict(type='GN', num_groups=32, \
+                                  requires_grad=True))"
+                            .into(),
+                    }),
+                };
+            }
             other => {
                 return Err(SpecError::Unsupported {
                     what: format!("norm type `{other}`"),
                     path: path.to_string(),
-                    hint: "only batch norms (BN, BN2d, SyncBN) are implemented".into(),
+                    hint: "batch norms (BN, BN2d, SyncBN) and GN are implemented".into(),
                 })
             }
+        }
+        if let Some(g) = self.num_groups {
+            return Err(SpecError::Invalid {
+                path: join(path, "num_groups"),
+                type_name: self.short_name().to_string(),
+                message: format!(
+                    "a batch norm takes no num_groups (got {g}); did you mean type='GN'?"
+                ),
+            });
         }
         if !self.affine || !self.track_running_stats {
             return Err(SpecError::Unsupported {
@@ -290,5 +347,41 @@ impl Default for UpsampleCfg {
             size: None,
             align_corners: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(v: Value) -> NormCfg {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// `build_norm_layer` accepts GN only with `num_groups`; a batch norm with `num_groups` is a
+    /// TypeError in Python (`BatchNorm2d.__init__` has no such argument); components that build
+    /// batch norms themselves keep refusing GN.
+    #[test]
+    fn group_norm_validation() {
+        let gn = norm(serde_json::json!({"type": "GN", "num_groups": 32, "requires_grad": true}));
+        assert!(gn.is_group_norm());
+        gn.validate_conv_module("bbox_head.norm_cfg").unwrap();
+        let err = gn.validate("backbone.norm_cfg").unwrap_err().to_string();
+        assert!(
+            err.contains("backbone.norm_cfg") && err.contains("GN"),
+            "{err}"
+        );
+
+        let missing = norm(serde_json::json!({"type": "GN"}));
+        let err = missing.validate_conv_module("neck.norm_cfg").unwrap_err();
+        assert!(err.to_string().contains("num_groups"), "{err}");
+
+        let bn = norm(serde_json::json!({"type": "BN", "num_groups": 8}));
+        let err = bn.validate_conv_module("neck.norm_cfg").unwrap_err();
+        assert!(err.to_string().contains("did you mean type='GN'"), "{err}");
+
+        let ln = norm(serde_json::json!({"type": "LN"}));
+        let err = ln.validate_conv_module("neck.norm_cfg").unwrap_err();
+        assert!(err.to_string().contains("norm type `LN`"), "{err}");
     }
 }

@@ -35,6 +35,13 @@ pub struct TestCfg {
     /// false (absent and `False` are the same upstream).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub yolox_style: bool,
+    /// Two-stage detectors (`mmdet/models/detectors/two_stage.py: TwoStageDetector.__init__`):
+    /// `test_cfg.rpn`, given to the RPN head (proposal NMS). Not printed when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpn: Option<Box<TestCfg>>,
+    /// Two-stage detectors: `test_cfg.rcnn`, given to the RoI head (final NMS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rcnn: Option<Box<TestCfg>>,
 }
 
 /// The `nms` entry of a head's `test_cfg` (`mmcv/ops/nms.py: batched_nms` keys), as the backend's
@@ -82,6 +89,11 @@ struct TestCfgArgs {
     /// mmyolo `YOLOv5Head.predict_by_feat` switch (set by the YOLOX configs).
     #[serde(default, deserialize_with = "present")]
     yolox_style: Option<bool>,
+    /// Two-stage detectors' per-stage sections, each a `test_cfg` of its own.
+    #[serde(default, deserialize_with = "present")]
+    rpn: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    rcnn: Option<Value>,
 }
 
 /// `nms=dict(type='nms', iou_threshold=..., ...)`: the keyword arguments of
@@ -122,6 +134,10 @@ impl TestCfg {
             expect_dict(nms, &join(path, "nms"), "a dict or None")?;
         }
         let args: TestCfgArgs = parse_section(value, "test_cfg", path)?;
+        let stage = |v: Option<&Value>, key: &str| -> Result<Option<Box<TestCfg>>, SpecError> {
+            v.map(|v| TestCfg::parse(v, &join(path, key)).map(Box::new))
+                .transpose()
+        };
         let nms = args
             .nms
             .map(|nms| nms.into_cfg(&join(path, "nms")))
@@ -134,6 +150,8 @@ impl TestCfg {
             max_per_img: args.max_per_img,
             min_bbox_size: args.min_bbox_size,
             yolox_style: args.yolox_style.unwrap_or(false),
+            rpn: stage(args.rpn.as_ref(), "rpn")?,
+            rcnn: stage(args.rcnn.as_ref(), "rcnn")?,
         })
     }
 
@@ -148,6 +166,8 @@ impl TestCfg {
             max_per_img: Some(300),
             min_bbox_size: None,
             yolox_style: false,
+            rpn: None,
+            rcnn: None,
         }
     }
 
@@ -161,6 +181,8 @@ impl TestCfg {
             max_per_img: Some(300),
             min_bbox_size: Some(0.0),
             yolox_style: false,
+            rpn: None,
+            rcnn: None,
         }
     }
 }

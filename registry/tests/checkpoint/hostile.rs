@@ -189,3 +189,62 @@ fn memo_bomb_and_huge_shape_are_limit_errors() {
     ));
     assert!(matches!(e, PickleError::Limit { .. }), "{e}");
 }
+
+/// A 632-byte pickle (found by fuzzing) whose dict keys are deep tuples: each key's text was the
+/// JSON of its whole subtree, built again for every enclosing key and path, which took 533 MB and
+/// over a second. Large container keys are now a placeholder, so the JSON view stays small.
+#[test]
+fn huge_container_keys_are_written_as_a_placeholder() {
+    use mmcompat_registry::checkpoint::pickle::{unpickle, Limits, PidMode};
+    let input = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/regressions/pickle/tensor-path-amplification-533mb"),
+    )
+    .expect("regression input");
+    // As the fuzz entry reads it: the first byte picks the persistent-id mode.
+    let (mode, body) = input.split_first().unwrap();
+    let mode = [PidMode::Forbidden, PidMode::Zip, PidMode::Legacy][(*mode % 3) as usize];
+    let Ok(u) = unpickle(
+        body,
+        0,
+        mode,
+        &Limits::for_input(body.len(), body.len() as u64),
+    ) else {
+        panic!("the input unpickles (within the limits)")
+    };
+    let json = u.value.to_json().to_string();
+    assert!(
+        json.contains("<tuple key of over 64 values>"),
+        "a placeholder key"
+    );
+    assert!(json.len() < 4 << 20, "{} bytes of JSON", json.len());
+    assert!(u.value.tensor_leaves().is_empty());
+}
+
+/// `torch.save` of 2^14 shared references to one tensor under 14 levels of 1000-character keys:
+/// 4 KB on disk, within the node and string limits, but 230 MB of dotted tensor paths. Refused by
+/// the tensor-path bound before any path is built; and the bound counts exactly what
+/// `tensor_leaves` builds, on real checkpoints.
+#[test]
+fn tensor_path_amplification_is_a_limit_error() {
+    let bomb = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/regressions/checkpoint_zip/tensor-path-amplification-230mb.pth"),
+    )
+    .expect("regression input");
+    let (_, e) = pickle_error(Checkpoint::from_bytes("bomb.pth", &bomb));
+    assert!(
+        matches!(&e, PickleError::Limit { what, .. } if what.contains("dotted paths")),
+        "{e}"
+    );
+    for file in [
+        "torch_zip.pth",
+        "torch_legacy.pth",
+        "written_by_mmcompat.pth",
+    ] {
+        let ck = Checkpoint::open(data(file)).expect(file);
+        let built: usize = ck.all_tensors().iter().map(|(k, _)| k.len()).sum();
+        assert!(built > 0, "{file}");
+        assert_eq!(ck.root().tensor_path_bytes(), built, "{file}");
+    }
+}

@@ -21,15 +21,23 @@
 //! can overlap there when coordinates are negative, e.g. PPYOLOE's large early boxes): the graph's
 //! one score row; from `split_thr` on, one NMS per class: the graph's candidate-per-class rows,
 //! chosen per image by its candidate count (both run only when `nms_pre` allows that many). The
-//! rescale (`pad_param`, `scale_factor`) and mmyolo's clamp to the original
-//! image stay outside (they depend on each image; the `.preprocess.json` says how): IoUs are
-//! invariant under that translation and axis scaling, up to float32 rounding.
+//! rescale to the original image (`pad_param`, `scale_factor`) runs before NMS and mmyolo's clamp
+//! to `ori_shape` after it, as upstream, from the optional per-image inputs (`per_image.rs`);
+//! their defaults are the identity, leaving boxes in network-input pixels for the caller to
+//! rescale (the `.preprocess.json` says how; the offsets then round differently, which can change
+//! the `max_per_img` cut for boxes reaching below -1). RetinaNet (`OnnxDecoder::DeltaAnchors`):
+//! anchors as constants and `delta2bbox` with its dw/dh clamp, then the clamp to `img_shape`;
+//! ATSS the same with its centerness as score factor, FCOS the distance decoding with it, GFL
+//! the `Integral` and distances from the anchor centres (`end2end_mmdet.rs`).
 
+use super::end2end_mmdet;
 use super::graph::{attr_i, Dim, OnnxGraph, ValueId};
+use super::per_image::{self, PerImage};
 use super::{ExportError, OnnxHeadOutputs};
 use crate::models::{Detector, Flavour};
 use crate::postprocess::yolov5::AnchorLevelSpec;
 use crate::postprocess::TestCfg;
+use mmcompat_registry::spec::models::anchor_head::DeltaXywhCoderCfg;
 
 /// Score of rows that are not (or no longer) candidates: below any sigmoid score.
 const NOT_A_CANDIDATE: f32 = -1.0;
@@ -58,7 +66,7 @@ fn invalid(key: &str, message: impl Into<String>) -> ExportError {
     }
 }
 
-fn i64s(g: &mut OnnxGraph, v: &[i64]) -> ValueId {
+pub(super) fn i64s(g: &mut OnnxGraph, v: &[i64]) -> ValueId {
     g.const_i64("shape", vec![v.len() as i64], v)
 }
 
@@ -77,7 +85,7 @@ fn reduce_max(g: &mut OnnxGraph, x: ValueId, axes: &[i64]) -> ValueId {
 }
 
 /// `[B, ch, H, W]` → `[B, H·W, ch]`.
-fn flatten_level(g: &mut OnnxGraph, x: ValueId, ch: i64, hw: i64) -> ValueId {
+pub(super) fn flatten_level(g: &mut OnnxGraph, x: ValueId, ch: i64, hw: i64) -> ValueId {
     let shape = i64s(g, &[0, ch, hw]);
     let r = g.op("Reshape", &[x, shape], vec![]);
     g.op(
@@ -89,7 +97,7 @@ fn flatten_level(g: &mut OnnxGraph, x: ValueId, ch: i64, hw: i64) -> ValueId {
 
 /// `(px, py, px, py)` of every prior of a level, row-major with x fastest, in float32 as
 /// `MlvlPointGenerator` computes them.
-fn priors(level: &LevelShape, offset: f64) -> Vec<f32> {
+pub(super) fn priors(level: &LevelShape, offset: f64) -> Vec<f32> {
     let (sw, sh) = (level.stride.0 as f32, level.stride.1 as f32);
     let mut v = Vec::with_capacity((level.h * level.w * 4) as usize);
     for y in 0..level.h {
@@ -113,6 +121,23 @@ pub enum OnnxDecoder {
     /// `MlvlPointGenerator` points, `YOLOXBBoxCoder` (scaled by `featmap_strides[i]`) and
     /// objectness (YOLOX).
     YoloxPoints { decode_strides: Vec<f64> },
+    /// `AnchorGenerator` anchors (`base[level][a]` around the origin, as
+    /// `crate::models::heads::retina_head::Anchors`) and `DeltaXYWHBBoxCoder`, sigmoid scores
+    /// (RetinaNet).
+    DeltaAnchors {
+        base: Vec<Vec<[f32; 4]>>,
+        coder: DeltaXywhCoderCfg,
+    },
+    /// GFL: one `AnchorGenerator` anchor per location (`base[level]`), the `Integral` of the
+    /// distribution logits with `project` times the stride, distances from the anchor centres
+    /// (`end2end_mmdet::gfl_boxes`), clamped to `img_shape` when `clip_border`.
+    GflIntegral {
+        base: Vec<[f32; 4]>,
+        project: Vec<f32>,
+        clip_border: bool,
+    },
+    /// A head whose decoding has no graph form (named in the error).
+    Unsupported(&'static str),
 }
 
 /// `DistancePointBBoxCoder.decode` of one level's distances (mmdet's clamp is the caller's).
@@ -139,7 +164,7 @@ fn distance_boxes(
 
 /// `[B, A·k, H, W]` → `[B, H·W·A, k]`: `permute(0, 2, 3, 1).reshape(B, -1, k)` as
 /// `predict_by_feat` flattens (location-major, anchor-minor: `grid_priors`' order).
-fn flatten_anchors(g: &mut OnnxGraph, x: ValueId, k: i64, a: i64, hw: i64) -> ValueId {
+pub(super) fn flatten_anchors(g: &mut OnnxGraph, x: ValueId, k: i64, a: i64, hw: i64) -> ValueId {
     let t = flatten_level(g, x, a * k, hw);
     if a == 1 {
         return t;
@@ -250,6 +275,60 @@ fn yolox_boxes(
     corners(g, xy, wh)
 }
 
+/// `delta2bbox` (mmdet `delta_xywh_bbox_coder.py:270-361`) of one level's deltas `d [B, HWA, 4]`
+/// against its anchors (constants: centres and sizes in float32 as upstream computes them from
+/// the anchors, location-major then anchor), op by op as `retina_head::delta2bbox`; the clamp to
+/// `max_shape` is the caller's.
+fn delta_boxes(
+    g: &mut OnnxGraph,
+    d: ValueId,
+    base: &[[f32; 4]],
+    coder: &DeltaXywhCoderCfg,
+    level: &LevelShape,
+) -> ValueId {
+    let n = level.h * level.w * base.len() as i64;
+    let (mut centres, mut sizes) = (Vec::with_capacity(n as usize * 2), Vec::new());
+    for hw in 0..level.h * level.w {
+        // single_level_grid_priors: base + float32(col) * stride_w.
+        let sx = (hw % level.w) as f32 * level.stride.0 as f32;
+        let sy = (hw / level.w) as f32 * level.stride.1 as f32;
+        for b in base {
+            let p = [b[0] + sx, b[1] + sy, b[2] + sx, b[3] + sy];
+            centres.extend([(p[0] + p[2]) * 0.5, (p[1] + p[3]) * 0.5]);
+            sizes.extend([p[2] - p[0], p[3] - p[1]]);
+        }
+    }
+    let centres = g.const_f32("anchor_centres", vec![1, n, 2], &centres);
+    let sizes = g.const_f32("anchor_sizes", vec![1, n, 2], &sizes);
+    let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+    let stds = g.const_f32("target_stds", vec![4], &f(&coder.target_stds));
+    let means = g.const_f32("target_means", vec![4], &f(&coder.target_means));
+    let d = g.op("Mul", &[d, stds], vec![]);
+    let d = g.op("Add", &[d, means], vec![]);
+    let (dxy, dwh) = split_pairs(g, d);
+    let mut dxy = g.op("Mul", &[sizes, dxy], vec![]);
+    // max_ratio = abs(log(16 / 1000)) in float64, compared in float32.
+    let r = (16f64 / 1000.0).ln().abs() as f32;
+    let max_ratio = g.const_f32("max_ratio", vec![], &[r]);
+    let dwh = if coder.add_ctr_clamp {
+        let c = coder.ctr_clamp as f32;
+        let (lo, hi) = (
+            g.const_f32("ctr_clamp_lo", vec![], &[-c]),
+            g.const_f32("ctr_clamp_hi", vec![], &[c]),
+        );
+        dxy = g.op("Clip", &[dxy, lo, hi], vec![]);
+        g.op("Min", &[dwh, max_ratio], vec![])
+    } else {
+        let lo = g.const_f32("min_ratio", vec![], &[-r]);
+        g.op("Clip", &[dwh, lo, max_ratio], vec![])
+    };
+    let gxy = g.op("Add", &[centres, dxy], vec![]);
+    let e = g.op("Exp", &[dwh], vec![]);
+    let gwh = g.op("Mul", &[sizes, e], vec![]);
+    // gxy ∓ gwh * 0.5 (corners' `/ 2` is the same float32 result).
+    corners(g, gxy, gwh)
+}
+
 /// `NonMaxSuppression` of `boxes [B, K, 4]` with `scores [B, rows, K]` (strict `iou > thr`, as
 /// mmcv's `nms`), as `values [B, K]` where kept and `NOT_A_CANDIDATE` elsewhere.
 fn nms_kept(
@@ -327,19 +406,35 @@ pub fn emit(
     det: &Detector,
     cfg: &TestCfg,
     heads: &OnnxHeadOutputs,
-    levels: &[LevelShape],
+    (levels, batch): (&[LevelShape], &Dim),
 ) -> Result<End2EndOutputs, ExportError> {
     let flavour = det.flavour();
     let c = det.num_classes();
     let offset = det.prior_offset();
     let decoder = det.onnx_decoder();
-    let with_objectness = !matches!(decoder, OnnxDecoder::Distance);
+    if let OnnxDecoder::Unsupported(what) = decoder {
+        return Err(ExportError::unsupported(
+            format!("end-to-end decoding of {what}"),
+            "dense head",
+        ));
+    }
+    let with_objectness = matches!(
+        decoder,
+        OnnxDecoder::Yolov5Anchors(_) | OnnxDecoder::YoloxPoints { .. }
+    );
     let priors_per_location = match &decoder {
         OnnxDecoder::Yolov5Anchors(specs) => specs.first().map_or(1, |s| s.base_sizes.len() as i64),
+        OnnxDecoder::DeltaAnchors { base, .. } => base.first().map_or(1, |b| b.len() as i64),
         _ => 1,
     };
     if with_objectness == heads.objectnesses.is_empty()
         || (with_objectness && flavour != Flavour::Mmyolo)
+        || (matches!(
+            decoder,
+            OnnxDecoder::DeltaAnchors { .. } | OnnxDecoder::GflIntegral { .. }
+        ) && flavour != Flavour::Mmdet)
+        || (!heads.centernesses.is_empty()
+            && (flavour != Flavour::Mmdet || heads.centernesses.len() != levels.len()))
     {
         // A head whose outputs and decoder disagree: a missing emitter, not a user error.
         return Err(ExportError::unsupported(
@@ -387,6 +482,7 @@ pub fn emit(
         .first()
         .map(|l| l.w as f64 * l.stride.0)
         .unwrap_or(0.0) as f32;
+    let meta: PerImage = per_image::declare(g, flavour, batch, (input_h as i64, input_w as i64));
     for (i, level) in levels.iter().enumerate() {
         let hw = level.h * level.w;
         let (scores, b) = match &decoder {
@@ -395,16 +491,45 @@ pub fn emit(
                 let scores = g.op("Sigmoid", &[s], vec![]);
                 let b = distance_boxes(g, heads.bbox_preds[i], level, (offset, flavour), hw);
                 let b = if flavour == Flavour::Mmdet {
-                    // max_shape = img_shape (the padded input): x in [0, W], y in [0, H].
-                    let zero = g.const_f32("zero", vec![], &[0.0]);
-                    let hi =
-                        g.const_f32("max_shape", vec![4], &[input_w, input_h, input_w, input_h]);
-                    let b = g.op("Max", &[b, zero], vec![]);
-                    g.op("Min", &[b, hi], vec![])
+                    // max_shape = img_shape: x in [0, W], y in [0, H].
+                    meta.clamp(g, b)
                 } else {
                     b
                 };
                 (scores, b)
+            }
+            OnnxDecoder::DeltaAnchors { base, coder } => {
+                let base = base.get(i).ok_or_else(|| {
+                    invalid("anchor_generator", format!("no anchors for level {i}"))
+                })?;
+                let a = base.len() as i64;
+                let s = flatten_anchors(g, heads.cls_scores[i], c, a, hw);
+                let scores = g.op("Sigmoid", &[s], vec![]);
+                let d = flatten_anchors(g, heads.bbox_preds[i], 4, a, hw);
+                let b = delta_boxes(g, d, base, coder, level);
+                let b = if coder.clip_border {
+                    meta.clamp(g, b)
+                } else {
+                    b
+                };
+                (scores, b)
+            }
+            OnnxDecoder::GflIntegral {
+                base,
+                project,
+                clip_border,
+            } => {
+                let base = base.get(i).ok_or_else(|| {
+                    invalid("anchor_generator", format!("no anchors for level {i}"))
+                })?;
+                let s = flatten_level(g, heads.cls_scores[i], c, hw);
+                let scores = g.op("Sigmoid", &[s], vec![]);
+                let b = end2end_mmdet::gfl_boxes(g, heads.bbox_preds[i], base, project, level);
+                let b = if *clip_border { meta.clamp(g, b) } else { b };
+                (scores, b)
+            }
+            OnnxDecoder::Unsupported(what) => {
+                return Err(ExportError::unsupported(*what, "dense head"));
             }
             OnnxDecoder::Yolov5Anchors(specs) => {
                 let spec = specs.get(i).ok_or_else(|| {
@@ -479,7 +604,7 @@ pub fn emit(
             let nms_pre = cfg.nms_pre.unwrap_or(-1);
             let (mut vs, mut bs, mut ls, mut ms, mut total) = (vec![], vec![], vec![], vec![], 0);
             for (i, level) in levels.iter().enumerate() {
-                let n = level.h * level.w * c;
+                let n = level.h * level.w * priors_per_location * c;
                 let shape = i64s(g, &[0, n]);
                 let flat = g.op("Reshape", &[level_scores[i], shape], vec![]);
                 let k = if nms_pre > 0 { nms_pre.min(n) } else { n };
@@ -489,6 +614,17 @@ pub fn emit(
                 let prior = g.op("Div", &[idx, cc], vec![]);
                 ls.push(g.op("Mod", &[idx, cc], vec![]));
                 bs.push(gather_rows(g, level_boxes[i], prior));
+                // ATSS/FCOS: `scores * score_factors` after the threshold and top-k (the mask
+                // keeps the plain score's verdict).
+                let v = match heads.centernesses.get(i) {
+                    Some(&ctr) => {
+                        let a = priors_per_location;
+                        let f =
+                            end2end_mmdet::centerness_factors(g, ctr, a, level.h * level.w, prior);
+                        g.op("Mul", &[v, f], vec![])
+                    }
+                    None => v,
+                };
                 vs.push(v);
                 ms.push(mask);
             }
@@ -502,6 +638,8 @@ pub fn emit(
         }
     };
 
+    // predict_by_feat's rescale, before `_bbox_post_process` (min size, NMS) as upstream.
+    let boxes = meta.rescale(g, boxes);
     let mask = if min_size_zero {
         // (x2 - x1) > 0 and (y2 - y1) > 0, on the boxes before the (positive) rescale.
         let two = i64s(g, &[2, 2]);
@@ -629,6 +767,11 @@ pub fn emit(
     };
     let (top, top_idx, valid) = top_k_of(g, kept, k, NOT_A_CANDIDATE / 2.0);
     let out_boxes = gather_rows(g, boxes, top_idx);
+    let out_boxes = match flavour {
+        // mmyolo clamps to the original image after NMS.
+        Flavour::Mmyolo => meta.clamp(g, out_boxes),
+        Flavour::Mmdet => out_boxes,
+    };
     let out_labels = g.op(
         "GatherElements",
         &[labels, top_idx],

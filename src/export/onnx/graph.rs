@@ -190,6 +190,28 @@ impl OnnxGraph {
         v
     }
 
+    /// A graph input that callers may omit: an initializer of the same name holds its default
+    /// (`default_dims`, raw little-endian `default`), which a runtime uses when the input is not
+    /// fed (onnxruntime's overridable initializers; tract makes it a constant).
+    pub fn input_with_default(
+        &mut self,
+        name: &str,
+        elem_type: i32,
+        dims: Vec<Dim>,
+        doc: &str,
+        (default_dims, default): (Vec<i64>, Vec<u8>),
+    ) -> ValueId {
+        let v = self.input(name, elem_type, dims, doc);
+        self.used_names.insert(name.to_string(), 1);
+        self.initializers.push(TensorProto {
+            dims: default_dims,
+            data_type: elem_type,
+            name: name.to_string(),
+            raw_data: default,
+        });
+        v
+    }
+
     /// Declares `value` a graph output named `name`.
     pub fn output(
         &mut self,

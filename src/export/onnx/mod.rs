@@ -4,7 +4,9 @@
 //! keep these names and fields; add fields/variants freely.
 
 mod end2end;
+mod end2end_mmdet;
 pub mod graph;
+mod per_image;
 mod preprocess;
 pub mod proto;
 mod write;
@@ -46,6 +48,31 @@ pub const EXPORTABLE: &[&str] = &[
     "mmyolo.PPYOLOECSPResNet",
     "mmyolo.PPYOLOECSPPAFPN",
     "mmyolo.PPYOLOEHead",
+    "mmdet.ResNet",
+    "mmdet.FPN",
+    "mmdet.RetinaHead",
+    "mmdet.ATSSHead",
+    "mmdet.GFLHead",
+    "mmdet.FCOSHead",
+];
+
+/// Components refused on purpose, with why (appended to their `Unsupported` error): their
+/// operations have no standard ONNX form that runtimes run without custom plugins.
+pub const REFUSED: &[(&str, &str)] = &[
+    (
+        "mmdet.RepPointsHead",
+        "its DeformConv2d (mmcv deformable convolution) has no standard ONNX op",
+    ),
+    (
+        "mmdet.RPNHead",
+        "a two-stage detector (RPN proposals, then RoIAlign and the RoI head) is not exported; \
+         only one-stage detectors are",
+    ),
+    (
+        "mmdet.StandardRoIHead",
+        "a two-stage detector (RoIAlign and the RoI head) is not exported; only one-stage \
+         detectors are",
+    ),
 ];
 
 /// ONNX IR version written: 8 (onnx 1.10+). onnxruntime 1.31 refuses the IR 14 that onnx 1.23
@@ -112,7 +139,8 @@ impl fmt::Display for OnnxReport {
 pub enum ExportError {
     /// A component of the loaded model has no ONNX emitter yet.
     #[error(
-        "cannot export {component} ({kind}) to ONNX: no emitter for it; exportable: {supported}"
+        "cannot export {component} ({kind}) to ONNX: {}; exportable: {supported}",
+        refusal_reason(.component)
     )]
     Unsupported {
         component: String,
@@ -138,6 +166,18 @@ pub enum ExportError {
         #[source]
         source: tch::TchError,
     },
+}
+
+/// Why `component` (`scope.Type`, possibly followed by its brick) is not exported.
+fn refusal_reason(component: &str) -> &'static str {
+    REFUSED
+        .iter()
+        .find(|(name, _)| {
+            component
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+        })
+        .map_or("no emitter for it", |(_, why)| why)
 }
 
 impl ExportError {
@@ -179,4 +219,7 @@ pub struct OnnxHeadOutputs {
     pub cls_scores: Vec<ValueId>,
     pub bbox_preds: Vec<ValueId>,
     pub objectnesses: Vec<ValueId>,
+    /// Centerness logits `[B, A, H, W]` (ATSS, FCOS): `--end2end` multiplies their sigmoid into
+    /// the scores after the per-level threshold and top-k, as mmdet's score factors.
+    pub centernesses: Vec<ValueId>,
 }

@@ -172,6 +172,24 @@ pub(crate) fn preprocess_json(
             "num_classes": det.num_classes(),
             "test_cfg": det.test_cfg(),
             "rescale": rescale,
+            // `--end2end`: optional graph inputs that make the graph do the rescale itself,
+            // before NMS as upstream (src/export/onnx/per_image.rs); omitted, the identity.
+            "per_image_inputs": if opts.end2end {
+                json!({
+                    "names": super::per_image::input_names(det.flavour()),
+                    "scale_factor": "float64 [B, 2] (w, h), the pipeline's scale_factor; default 1",
+                    "pad_param": "mmyolo: float32 [B, 4] (top, bottom, left, right), \
+                                  LetterResize's pad_param; default 0",
+                    "ori_shape": "mmyolo: int64 [B, 2] (h, w), the clamp after NMS; default none",
+                    "img_shape": "mmdet: int64 [B, 2] (h, w), the resized image before batch \
+                                  padding (the decode clamp); default the input size",
+                    "note": "fed: dets are in original-image pixels and upstream's detections \
+                             exactly; omitted: dets are in input pixels (mmyolo: clamped at 0), \
+                             rescale them as `rescale` says",
+                })
+            } else {
+                Value::Null
+            },
         },
         "half": opts.half,
         "fold_bn": opts.fold_bn,

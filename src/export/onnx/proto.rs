@@ -112,6 +112,7 @@ pub mod data_type {
     pub const INT64: i32 = 7;
     pub const BOOL: i32 = 9;
     pub const FLOAT16: i32 = 10;
+    pub const DOUBLE: i32 = 11;
 }
 
 /// `TensorProto` with its data in `raw_data` (little-endian, as `onnx.numpy_helper` writes).

@@ -5,7 +5,8 @@
 //! preprocessor's channel swap and normalisation (what `Detector::forward` takes). Outputs without
 //! `--end2end`, per level `i` (strides ascending): `cls_score_i [B, A·C, H/s, W/s]` (logits),
 //! `bbox_pred_i [B, A·4, H/s, W/s]` (as the head's `predict_by_feat` reads them), and
-//! `objectness_i [B, A, H/s, W/s]` for heads that have objectness. `--half`: float16 weights and
+//! `objectness_i [B, A, H/s, W/s]` for heads that have objectness, `centerness_i [B, A, H/s, W/s]`
+//! for heads with centerness (ATSS, FCOS). `--half`: float16 weights and
 //! activations inside; the input and every output stay float32 (a `Cast` after the input and
 //! before each output), so callers never handle float16.
 
@@ -128,10 +129,18 @@ pub fn export_onnx(
             .cls_scores
             .iter_mut()
             .chain(f32_heads.bbox_preds.iter_mut())
+            .chain(f32_heads.objectnesses.iter_mut())
+            .chain(f32_heads.centernesses.iter_mut())
         {
             *v = f32_of(&mut g, *v);
         }
-        let e = end2end::emit(&mut g, det, inferencer.test_cfg(), &f32_heads, &levels)?;
+        let e = end2end::emit(
+            &mut g,
+            det,
+            inferencer.test_cfg(),
+            &f32_heads,
+            (&levels, &batch),
+        )?;
         let n = e.rows.clone();
         outputs.push((
             e.dets,
@@ -139,8 +148,9 @@ pub fn export_onnx(
                 name: "dets".into(),
                 shape: vec![batch.clone(), n.clone(), Dim::Fixed(5)],
                 elem_type: data_type::FLOAT,
-                doc: "x1, y1, x2, y2, score in network-input pixels, by descending score; rows \
-                      past the image's detections are zero (mmdeploy's layout)"
+                doc: "x1, y1, x2, y2, score by descending score, in original-image pixels when \
+                      the per-image inputs (scale_factor, ...) are fed, else in network-input \
+                      pixels; rows past the image's detections are zero (mmdeploy's layout)"
                     .into(),
             },
         ));
@@ -172,6 +182,13 @@ pub fn export_onnx(
                 &heads.objectnesses,
                 &raw.objectnesses,
                 "objectness logits",
+            ),
+            // ATSS/FCOS: our tch heads carry the centerness in `objectnesses`.
+            (
+                "centerness",
+                &heads.centernesses,
+                &raw.objectnesses,
+                "centerness logits (before sigmoid)",
             ),
         ];
         for (prefix, values, shapes, doc) in groups {

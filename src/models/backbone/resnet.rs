@@ -3,12 +3,14 @@
 //! (`mmdet/models/layers/res_layer.py`). Module tree and names as upstream: `conv1`, `bn1`,
 //! `layer{i}.{j}.conv{k}`, `.bn{k}`, `.downsample.{0,1}`. Batch norms run unfolded (conv → BN as
 //! PyTorch), whatever `fold_bn` says: the backbone's plain `nn.Conv2d` + `bn{k}` pairs are not
-//! `ConvModule`s.
+//! `ConvModule`s. The ONNX export folds them as it folds `ConvModule`s (`OnnxOptions::fold_bn`).
 
 use tch::Tensor;
 
+use crate::export::onnx::graph::{attr_i, attr_ints};
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::component::Backbone;
-use crate::models::layers::conv_module::{BatchNorm2d, Conv2d, ConvSpec, Fuse};
+use crate::models::layers::conv_module::{fold_batch_norm, BatchNorm2d, Conv2d, ConvSpec, Fuse};
 use crate::models::param::Ctx;
 use crate::models::ModelError;
 use mmcompat_registry::spec::layers::NormCfg;
@@ -20,6 +22,8 @@ use mmcompat_registry::spec::ComponentSpec;
 struct ConvBn {
     conv: Conv2d,
     bn: BatchNorm2d,
+    /// State-dict prefix of `bn` (ONNX initializer names when not folded).
+    bn_name: String,
 }
 
 impl ConvBn {
@@ -27,7 +31,23 @@ impl ConvBn {
         let mut conv = Conv2d::new(conv_ctx, spec, false);
         conv.dilation = dilation;
         let bn = BatchNorm2d::new(bn_ctx, spec.cout, norm);
-        ConvBn { conv, bn }
+        let bn_name = bn_ctx
+            .name("weight")
+            .trim_end_matches(".weight")
+            .to_string();
+        ConvBn { conv, bn, bn_name }
+    }
+
+    /// `Conv` with the batch norm folded in (`OnnxGraph::fold_bn`, the float64 fold of
+    /// `ConvModule`), or `Conv` → `BatchNormalization` as PyTorch runs it.
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        if g.fold_bn() {
+            let (w, b) = fold_batch_norm(&self.conv, &self.bn);
+            self.conv.emit_weights(g, x, &w, Some(&b))
+        } else {
+            let y = self.conv.emit_onnx(g, x)?;
+            self.bn.emit_onnx(g, y, &self.bn_name)
+        }
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
@@ -64,6 +84,23 @@ impl ResBlock {
             None => x.shallow_clone(),
         };
         out.f_add(&identity)?.f_relu()
+    }
+
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let mut out = x;
+        let last = self.convs.len() - 1;
+        for (k, c) in self.convs.iter().enumerate() {
+            out = c.emit_onnx(g, out)?;
+            if k < last {
+                out = g.op("Relu", &[out], vec![]);
+            }
+        }
+        let identity = match &self.downsample {
+            Some(d) => d.emit_onnx(g, x)?,
+            None => x,
+        };
+        let sum = g.op("Add", &[out, identity], vec![]);
+        Ok(g.op("Relu", &[sum], vec![]))
     }
 
     fn fuse(&mut self, mode: Fuse) {
@@ -214,6 +251,35 @@ impl Backbone for ResNet {
     /// `DetDataPreprocessor(pad_size_divisor=32)` pads to 32 anyway.
     fn size_divisor(&self) -> i64 {
         1
+    }
+    /// `forward` as ONNX nodes: `MaxPool` 3×3 s2 p1 (floor mode) as `nn.MaxPool2d` in the stem.
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        inputs: &[ValueId],
+    ) -> Result<Vec<ValueId>, ExportError> {
+        let stem = self.stem.emit_onnx(g, inputs[0])?;
+        let stem = g.op("Relu", &[stem], vec![]);
+        let mut x = g.op(
+            "MaxPool",
+            &[stem],
+            vec![
+                attr_i("ceil_mode", 0),
+                attr_ints("kernel_shape", &[3, 3]),
+                attr_ints("pads", &[1, 1, 1, 1]),
+                attr_ints("strides", &[2, 2]),
+            ],
+        );
+        let mut outs = Vec::with_capacity(self.out_indices.len());
+        for (i, stage) in self.stages.iter().enumerate() {
+            for block in stage {
+                x = block.emit_onnx(g, x)?;
+            }
+            if self.out_indices.contains(&i) {
+                outs.push(x);
+            }
+        }
+        Ok(outs)
     }
     fn fuse(&mut self, mode: Fuse) {
         self.stem.fuse(mode);

@@ -1,11 +1,18 @@
 //! Dense heads (one file per upstream head) and what their forwards share: the per-level loop of
 //! mmyolo's `HeadModule.forward` (`multi_apply(self.forward_single, x, ...)`) and the DFL integral.
 
+pub mod atss_head;
+pub mod fcos_head;
+pub mod gfl_head;
 pub mod ppyoloe_head;
+pub mod reppoints_head;
 pub mod retina_head;
+pub mod rpn_head;
 pub mod rtmdet_mmdet;
 pub mod rtmdet_mmyolo;
 pub mod sep_bn;
+pub mod standard_roi_head;
+pub mod two_stage;
 pub mod yolov5_head;
 pub mod yolov6_head;
 pub mod yolov7_head;

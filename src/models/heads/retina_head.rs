@@ -7,6 +7,7 @@
 
 use tch::Tensor;
 
+use crate::export::onnx::{ExportError, OnnxDecoder, OnnxGraph, OnnxHeadOutputs, ValueId};
 use crate::models::component::{DenseHead, Flavour, HeadOutputs};
 use crate::models::layers::conv_module::{Conv2d, ConvModule, ConvSpec, Fuse};
 use crate::models::param::Ctx;
@@ -262,6 +263,41 @@ impl DenseHead for RetinaHead {
         self.reg_convs.iter_mut().for_each(|m| m.fuse(mode));
         self.retina_cls.fuse(mode);
         self.retina_reg.fuse(mode);
+    }
+    /// `forward_single` per level as ONNX nodes: `cls_score_i [B, A·C, H, W]` logits and
+    /// `bbox_pred_i [B, A·4, H, W]` deltas (the same convolutions on every level).
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+    ) -> Result<OnnxHeadOutputs, ExportError> {
+        let mut out = OnnxHeadOutputs::default();
+        for &x in feats {
+            let mut cls = x;
+            for conv in &self.cls_convs {
+                cls = conv.emit_onnx(g, cls)?;
+            }
+            let mut reg = x;
+            for conv in &self.reg_convs {
+                reg = conv.emit_onnx(g, reg)?;
+            }
+            out.cls_scores.push(self.retina_cls.emit_onnx(g, cls)?);
+            out.bbox_preds.push(self.retina_reg.emit_onnx(g, reg)?);
+        }
+        Ok(out)
+    }
+    /// Anchors and `DeltaXYWHBBoxCoder`; only sigmoid scores (`use_sigmoid_cls`, every shipped
+    /// RetinaNet) can be decoded in the graph.
+    fn onnx_decoder(&self) -> OnnxDecoder {
+        match self.activation {
+            ScoreActivation::Sigmoid => OnnxDecoder::DeltaAnchors {
+                base: self.anchors.base.clone(),
+                coder: self.coder.clone(),
+            },
+            ScoreActivation::SoftmaxWithBackground => {
+                OnnxDecoder::Unsupported("RetinaHead with use_sigmoid=False (softmax scores)")
+            }
+        }
     }
     /// `BaseDenseHead.predict_by_feat` with anchors and `DeltaXYWHBBoxCoder.decode`.
     fn predict_by_feat(

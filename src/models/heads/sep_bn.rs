@@ -83,9 +83,9 @@ impl SepBnTowers {
                         _ => None,
                     };
                     level.push(match shared {
-                        Some(conv) => {
-                            AnyConv::Plain(ConvModule::with_shared_conv(&c, conv, norm, act))
-                        }
+                        Some(conv) => AnyConv::Plain(Box::new(ConvModule::with_shared_conv(
+                            &c, conv, norm, act,
+                        ))),
                         None => AnyConv::new(&c, spec, norm, act, s.use_depthwise),
                     });
                 }

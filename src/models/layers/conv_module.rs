@@ -2,7 +2,8 @@
 //! `DepthwiseSeparableConvModule` (`depthwise_separable_conv_module.py`) and a bare `nn.Conv2d`.
 //!
 //! State-dict names: `<m>.conv.weight` (+ `<m>.conv.bias` when there is no norm: `bias='auto'`),
-//! `<m>.bn.{weight,bias,running_mean,running_var}` (`build_norm_layer` names batch norms `bn`).
+//! `<m>.bn.{weight,bias,running_mean,running_var}` (`build_norm_layer` names batch norms `bn`), or
+//! `<m>.gn.{weight,bias}` for `norm_cfg=dict(type='GN', ...)` ([`GroupNorm`]).
 //! After the weights are loaded, [`ConvModule::fuse`] freezes them for inference. By default the
 //! forward pass is conv → eval batch norm → act, the same kernels in the same order as PyTorch runs
 //! mmcv's `ConvModule`, so the outputs match the Python model to float32 rounding of identical
@@ -15,6 +16,7 @@ use tch::{Kind, Tensor};
 use crate::export::onnx::graph::{attr_f, attr_i, attr_ints, OnnxGraph, ValueId};
 use crate::export::onnx::ExportError;
 use crate::models::cfg::{Act, NormCfg};
+use crate::models::layers::group_norm::GroupNorm;
 use crate::models::param::Ctx;
 
 /// How [`ConvModule::fuse`] and friends freeze the loaded weights for inference.
@@ -360,6 +362,9 @@ pub fn emit_activation(g: &mut OnnxGraph, act: Act, x: ValueId) -> Result<ValueI
 pub struct ConvModule {
     pub conv: Conv2d,
     pub bn: Option<BatchNorm2d>,
+    /// The norm when `norm_cfg` is `GN` (then `bn` is `None`); nothing to fold. Boxed: rare,
+    /// and it would make every `ConvModule` (and `AnyConv::Plain`) larger.
+    pub gn: Option<Box<GroupNorm>>,
     pub act: Option<Act>,
     /// The batch norm is folded into `conv` (then `bn` is skipped in the forward pass).
     folded: bool,
@@ -382,10 +387,11 @@ impl ConvModule {
         act: Option<Act>,
     ) -> Self {
         let conv = Conv2d::new(&ctx.sub("conv"), spec, bias);
-        let bn = norm.map(|n| BatchNorm2d::new(&ctx.sub("bn"), spec.cout, n));
+        let (bn, gn) = build_norm(ctx, spec.cout, norm);
         ConvModule {
             conv,
             bn,
+            gn,
             act,
             folded: false,
         }
@@ -399,10 +405,11 @@ impl ConvModule {
         act: Option<Act>,
     ) -> Self {
         let conv = Conv2d::alias_of(&ctx.sub("conv"), shared);
-        let bn = norm.map(|n| BatchNorm2d::new(&ctx.sub("bn"), conv.out_channels(), n));
+        let (bn, gn) = build_norm(ctx, conv.out_channels(), norm);
         ConvModule {
             conv,
             bn,
+            gn,
             act,
             folded: false,
         }
@@ -414,6 +421,9 @@ impl ConvModule {
     pub fn fuse(&mut self, mode: Fuse) {
         let kind = mode.kind;
         self.folded = false;
+        if let Some(gn) = &mut self.gn {
+            gn.fuse(kind);
+        }
         let Some(bn) = &mut self.bn else {
             self.conv.fuse(mode);
             return;
@@ -455,7 +465,17 @@ impl ConvModule {
                     vec![attr_f("epsilon", bn.eps as f32)],
                 )
             }
-            None => self.conv.emit_onnx(g, x)?,
+            None => {
+                let y = self.conv.emit_onnx(g, x)?;
+                match &self.gn {
+                    // Conv → GroupNorm (`gn`, no statistics to fold).
+                    Some(gn) => {
+                        let base = self.conv.weight_name.trim_end_matches(".conv.weight");
+                        gn.emit_onnx(g, y, &format!("{base}.gn"))?
+                    }
+                    None => y,
+                }
+            }
         };
         match self.act {
             Some(act) => emit_activation(g, act, y),
@@ -470,6 +490,9 @@ impl ConvModule {
                 y = bn.forward(&y)?;
             }
         }
+        if let Some(gn) = &self.gn {
+            y = gn.forward(&y)?;
+        }
         match self.act {
             Some(act) => activate(act, &y),
             None => Ok(y),
@@ -477,8 +500,25 @@ impl ConvModule {
     }
 }
 
+/// The norm layer of `norm_cfg` under `build_norm_layer`'s name: `bn` for batch norms, `gn` for
+/// `GN` (`mmcv/cnn/bricks/norm.py:infer_abbr`).
+fn build_norm(
+    ctx: &Ctx,
+    channels: i64,
+    norm: Option<&NormCfg>,
+) -> (Option<BatchNorm2d>, Option<Box<GroupNorm>>) {
+    match norm {
+        Some(n) if n.is_group_norm() => (
+            None,
+            Some(Box::new(GroupNorm::new(&ctx.sub("gn"), channels, n))),
+        ),
+        Some(n) => (Some(BatchNorm2d::new(&ctx.sub("bn"), channels, n)), None),
+        None => (None, None),
+    }
+}
+
 /// `bn` folded into `conv`, in float64: `w * γ/√(σ²+ε)`, `(b - μ) * γ/√(σ²+ε) + β`.
-fn fold_batch_norm(conv: &Conv2d, bn: &BatchNorm2d) -> (Tensor, Tensor) {
+pub(crate) fn fold_batch_norm(conv: &Conv2d, bn: &BatchNorm2d) -> (Tensor, Tensor) {
     let w = conv.weight.to_kind(Kind::Double);
     let scale =
         bn.weight.to_kind(Kind::Double) * (bn.running_var.to_kind(Kind::Double) + bn.eps).rsqrt();
@@ -535,8 +575,8 @@ impl DepthwiseSeparableConvModule {
 /// does with `conv = DepthwiseSeparableConvModule if use_depthwise else ConvModule`.
 #[derive(Debug)]
 pub enum AnyConv {
-    Plain(ConvModule),
-    /// Boxed: two `ConvModule`s would make every `Plain` as large.
+    /// Boxed, as `Depthwise` is: a `ConvModule` is over 200 bytes.
+    Plain(Box<ConvModule>),
     Depthwise(Box<DepthwiseSeparableConvModule>),
 }
 
@@ -553,7 +593,7 @@ impl AnyConv {
                 ctx, spec, norm, act,
             )))
         } else {
-            AnyConv::Plain(ConvModule::new(ctx, spec, norm, act))
+            AnyConv::Plain(Box::new(ConvModule::new(ctx, spec, norm, act)))
         }
     }
 

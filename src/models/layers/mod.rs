@@ -2,6 +2,7 @@
 
 pub mod conv_module;
 pub mod csp_layer;
+pub mod group_norm;
 pub mod ppyoloe_bricks;
 pub mod rep_vgg;
 pub mod spp;

@@ -6,6 +6,8 @@
 
 use tch::Tensor;
 
+use crate::export::onnx::graph::{attr_i, attr_ints, attr_s};
+use crate::export::onnx::{ExportError, OnnxGraph, ValueId};
 use crate::models::component::Neck;
 use crate::models::layers::conv_module::{ConvModule, ConvSpec, Fuse};
 use crate::models::param::Ctx;
@@ -166,7 +168,100 @@ impl Fpn {
     }
 }
 
+impl Fpn {
+    /// [`Fpn::upsample`] as ONNX `Resize` (nearest, `asymmetric` + `floor`: PyTorch's legacy
+    /// `nearest` source index). By size: `sizes` = `x`'s `[N, C]` and `like`'s `[H, W]`, read
+    /// from the graph, so any input size and batch work.
+    fn emit_upsample(&self, g: &mut OnnxGraph, x: ValueId, like: ValueId) -> ValueId {
+        let attrs = || {
+            vec![
+                attr_s("coordinate_transformation_mode", "asymmetric"),
+                attr_s("mode", "nearest"),
+                attr_s("nearest_mode", "floor"),
+            ]
+        };
+        match self.upsample_scale {
+            Some(s) => {
+                let s = s as f32;
+                let scales = g.const_f32("upsample_scales", vec![4], &[1.0, 1.0, s, s]);
+                g.op_multi("Resize", vec![Some(x), None, Some(scales)], 1, attrs())[0]
+            }
+            None => {
+                let nc = g.op("Shape", &[x], vec![attr_i("start", 0), attr_i("end", 2)]);
+                let hw = g.op("Shape", &[like], vec![attr_i("start", 2)]);
+                let sizes = g.op("Concat", &[nc, hw], vec![attr_i("axis", 0)]);
+                g.op_multi("Resize", vec![Some(x), None, None, Some(sizes)], 1, attrs())[0]
+            }
+        }
+    }
+
+    /// [`Fpn::forward`] as ONNX nodes (extra max-pool levels: `MaxPool` 1×1 stride 2).
+    fn emit(&self, g: &mut OnnxGraph, inputs: &[ValueId]) -> Result<Vec<ValueId>, ExportError> {
+        if inputs.len() != self.in_channels.len() {
+            return Err(ExportError::InvalidOption {
+                option: "--format onnx",
+                message: format!(
+                    "FPN: {} inputs for {} in_channels",
+                    inputs.len(),
+                    self.in_channels.len()
+                ),
+            });
+        }
+        let mut laterals = Vec::with_capacity(self.lateral_convs.len());
+        for (k, conv) in self.lateral_convs.iter().enumerate() {
+            laterals.push(conv.emit_onnx(g, inputs[k + self.start_level])?);
+        }
+        let used = laterals.len();
+        for i in (1..used).rev() {
+            let up = self.emit_upsample(g, laterals[i], laterals[i - 1]);
+            laterals[i - 1] = g.op("Add", &[laterals[i - 1], up], vec![]);
+        }
+        let mut outs = Vec::with_capacity(self.num_outs);
+        for (i, &lat) in laterals.iter().enumerate() {
+            outs.push(self.fpn_convs[i].emit_onnx(g, lat)?);
+        }
+        if self.num_outs > outs.len() {
+            match self.extra_source {
+                None => {
+                    while outs.len() < self.num_outs {
+                        let last = outs[outs.len() - 1];
+                        outs.push(g.op(
+                            "MaxPool",
+                            &[last],
+                            vec![
+                                attr_ints("kernel_shape", &[1, 1]),
+                                attr_ints("strides", &[2, 2]),
+                            ],
+                        ));
+                    }
+                }
+                Some(source) => {
+                    let src = match source {
+                        ExtraSource::OnInput => inputs[self.backbone_end_level - 1],
+                        ExtraSource::OnLateral => laterals[used - 1],
+                        ExtraSource::OnOutput => outs[used - 1],
+                    };
+                    outs.push(self.fpn_convs[used].emit_onnx(g, src)?);
+                    for i in used + 1..self.num_outs {
+                        let last = outs[outs.len() - 1];
+                        let x = if self.relu_before_extra_convs {
+                            g.op("Relu", &[last], vec![])
+                        } else {
+                            last
+                        };
+                        outs.push(self.fpn_convs[i].emit_onnx(g, x)?);
+                    }
+                }
+            }
+        }
+        Ok(outs)
+    }
+}
+
 impl Neck for Fpn {
+    fn emit_onnx(&self, g: &mut OnnxGraph, feats: &[ValueId]) -> Result<Vec<ValueId>, ExportError> {
+        self.emit(g, feats)
+    }
     fn forward(&self, feats: &[Tensor]) -> Result<Vec<Tensor>, tch::TchError> {
         Fpn::forward(self, feats)
     }

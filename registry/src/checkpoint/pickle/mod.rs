@@ -135,6 +135,21 @@ pub fn unpickle(
         limits,
     };
     let value = conv.value(&root, 0).map_err(|e| (end as u64, e))?;
+    // Every tensor's dotted path repeats its ancestors' keys: a deep, wide tree within the node
+    // and byte limits could still make `Value::tensor_leaves` build hundreds of MB of paths from
+    // a few hundred input bytes (a fuzzing finding, fuzz/regressions/pickle). Bound their sum
+    // like the expanded string bytes, before anyone walks them.
+    let path_bytes = value.tensor_path_bytes();
+    if path_bytes > limits.max_expanded_bytes {
+        return Err((
+            end as u64,
+            PickleError::Limit {
+                what: "bytes of the tensors' dotted paths",
+                value: path_bytes as u64,
+                limit: limits.max_expanded_bytes as u64,
+            },
+        ));
+    }
     Ok(Unpickled {
         value,
         end,

@@ -180,7 +180,7 @@ pub fn parse_fpn(ctx: &ComponentCtx<'_>, value: &Value, path: &str) -> Result<Pa
         });
     }
     if let Some(norm) = &cfg.norm_cfg {
-        norm.validate(&join(path, "norm_cfg"))?;
+        norm.validate_conv_module(&join(path, "norm_cfg"))?;
     }
     if let Some(act) = &cfg.act_cfg {
         act.to_act(&join(path, "act_cfg"))?;

@@ -3,22 +3,29 @@
 //! their declarations to the scoped registries. Adding a family = adding its files here and their
 //! `register_component!` lines; nothing else in the spec stage changes.
 
+pub mod anchor_free_head;
 pub mod anchor_head;
+pub mod atss_head;
 pub mod cspnext;
 pub mod cspnext_pafpn_mmdet;
 pub mod cspnext_pafpn_mmyolo;
 pub mod defaults;
 pub mod detector;
+pub mod fcos_head;
 pub mod fpn;
+pub mod gfl_head;
 pub mod ppyoloe_csp_resnet;
 pub mod ppyoloe_csppan;
 pub mod ppyoloe_head;
 pub mod prior_generator;
 pub mod rep_vgg_block;
+pub mod reppoints_head;
 pub mod resnet;
 pub mod retina_head;
+pub mod roi_head;
 pub mod rtmdet_head_mmdet;
 pub mod rtmdet_head_mmyolo;
+pub mod two_stage;
 pub mod yolov5_csp_darknet;
 pub mod yolov5_head;
 pub mod yolov5_pafpn;

@@ -102,7 +102,7 @@ pub fn parse_retina_head(
         });
     }
     if let Some(norm) = &args.norm_cfg {
-        norm.validate(&join(path, "norm_cfg"))?;
+        norm.validate_conv_module(&join(path, "norm_cfg"))?;
     }
     if args.num_classes < 1 || args.in_channels < 1 || args.feat_channels < 1 {
         return Err(SpecError::Invalid {
