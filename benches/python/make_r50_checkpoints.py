@@ -8,7 +8,7 @@ into .cache/bench-r50/ by benches/bench_families.sh, or by hand:
 
     .venv-fixtures/bin/python benches/python/make_r50_checkpoints.py [NAME ...]
 
-NAME: retinanet_r50, gfl_r50, faster_rcnn_r50 (default: all). Prints `<name> <config> <ckpt>`.
+NAME: retinanet_r50, gfl_r50, faster_rcnn_r50, reppoints_r50 (default: all). Prints `<name> <config> <ckpt>`.
 """
 import os
 import sys
@@ -31,6 +31,7 @@ CASES = {
     'retinanet_r50': 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
     'gfl_r50': 'mmdet::gfl/gfl_r50_fpn_1x_coco.py',
     'faster_rcnn_r50': 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+    'reppoints_r50': 'mmdet::reppoints/reppoints-moment_r50_fpn-gn_head-gn_2x_coco.py',
 }
 OUT = os.path.join(REPO, '.cache', 'bench-r50')
 SEED = 50
@@ -55,7 +56,8 @@ def raise_class_scores(model):
     """Sigmoid classifiers: prior bias -4.6 -> -1.6; the softmax box head: background -3 (then
     calibrated)."""
     with torch.no_grad():
-        for name in ('bbox_head.retina_cls', 'bbox_head.gfl_cls', 'rpn_head.rpn_cls'):
+        for name in ('bbox_head.retina_cls', 'bbox_head.gfl_cls', 'rpn_head.rpn_cls',
+                     'bbox_head.reppoints_cls_out'):
             m = model
             for part in name.split('.'):
                 m = getattr(m, part, None)
