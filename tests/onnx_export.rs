@@ -362,10 +362,19 @@ fn end2end_gives_the_real_stacks_detections_in_tract() {
     // which is quadratic in a class's candidates: 170 s a photo, most of this test binary's time in
     // CI. Its end2end graph is checked by the real onnxruntime instead (`CHECKED` above: the
     // recorded verdict, pinned to these exact bytes by `onnxruntime_verdict_covers_these_exact_files`).
-    for &model in MODELS
-        .iter()
-        .filter(|&&m| m != "kd_student" && m != "ppyoloe" && m != "mmdet")
-    {
+    // The same holds, at 15-27 s a photo, for the mmyolo RTMDet, YOLOv8 and YOLOv6 v2 n/m fixtures
+    // (every random-weight prior passes score_thr): their decoding (distances, DFL) is the graph
+    // YOLOv6 3.0's export runs here in 3 s, and onnxruntime's verdict covers them on every photo.
+    const ONNXRUNTIME_ONLY: &[&str] = &[
+        "kd_student",
+        "ppyoloe",
+        "mmdet",
+        "mmyolo",
+        "yolov8",
+        "yolov6",
+        "yolov6_m",
+    ];
+    for &model in MODELS.iter().filter(|m| !ONNXRUNTIME_ONLY.contains(m)) {
         let inf = inferencer(model);
         let (path, pre) = export(&inf, &opts, dir.path(), model);
         assert_eq!(pre["outputs"][0]["name"], "dets");
@@ -380,7 +389,10 @@ fn end2end_gives_the_real_stacks_detections_in_tract() {
         assert_eq!(pre["outputs"][1]["name"], "labels");
         let flavour = pre["postprocess"]["flavour"].as_str().expect("flavour");
         let plan = runnable(&path);
-        for image in IMAGES {
+        // One photograph in tract (its NonMaxSuppression is this test binary's slowest part in CI);
+        // the real onnxruntime's verdict on every photograph is pinned to these exact bytes
+        // (`onnxruntime_verdict_covers_these_exact_files`).
+        for image in &IMAGES[..1] {
             let (input, p) = normalised_input(&inf, image, &pre);
             let outs = run(&plan, input);
             let dets = values(&outs[0]);
