@@ -64,6 +64,17 @@ pub enum ScoreActivation {
     SoftmaxWithBackground,
 }
 
+impl ScoreActivation {
+    /// From the head's `loss_cls.use_sigmoid` (`use_sigmoid_cls` of mmdet's heads).
+    pub fn from_use_sigmoid(use_sigmoid: bool) -> Self {
+        if use_sigmoid {
+            ScoreActivation::Sigmoid
+        } else {
+            ScoreActivation::SoftmaxWithBackground
+        }
+    }
+}
+
 /// `(N, A·K, H, W)` → `(N, H·W·A, K)` (upstream's `permute(1, 2, 0).reshape(-1, K)` per image).
 fn to_prior_major(t: &Tensor, k: i64) -> Result<Tensor, tch::TchError> {
     let n = t.size()[0];

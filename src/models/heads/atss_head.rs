@@ -160,11 +160,7 @@ impl AtssHead {
             in_channels: a.in_channels,
             anchors,
             coder: cfg.coder.clone(),
-            activation: if cfg.use_sigmoid {
-                ScoreActivation::Sigmoid
-            } else {
-                ScoreActivation::SoftmaxWithBackground
-            },
+            activation: ScoreActivation::from_use_sigmoid(cfg.use_sigmoid),
         })
     }
 

@@ -129,11 +129,7 @@ impl FcosHead {
             clip_border: cfg.clip_border,
             num_classes: a.num_classes,
             in_channels: a.in_channels,
-            activation: if cfg.common.use_sigmoid {
-                ScoreActivation::Sigmoid
-            } else {
-                ScoreActivation::SoftmaxWithBackground
-            },
+            activation: ScoreActivation::from_use_sigmoid(cfg.common.use_sigmoid),
         })
     }
 

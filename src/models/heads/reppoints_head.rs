@@ -162,11 +162,7 @@ impl RepPointsHead {
             strides: cfg.strides_wh.clone(),
             num_classes: a.num_classes,
             in_channels: a.in_channels,
-            activation: if cfg.common.use_sigmoid {
-                ScoreActivation::Sigmoid
-            } else {
-                ScoreActivation::SoftmaxWithBackground
-            },
+            activation: ScoreActivation::from_use_sigmoid(cfg.common.use_sigmoid),
         })
     }
 
