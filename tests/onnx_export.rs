@@ -170,6 +170,19 @@ pub(crate) fn run(model: &TypedRunnableModel<TypedModel>, input: Tensor) -> TVec
     model.run(tvec!(input.into())).expect("tract runs it")
 }
 
+/// `max |o − e| / max(1, max |e|)`: the magnitude-scaled deviation the issue bounds (1e-4) of a
+/// runtime's output from our tch tensor.
+pub(crate) fn scaled_deviation(o: &TValue, e: &tch::Tensor) -> f64 {
+    let e = Vec::<f32>::try_from(e.flatten(0, -1)).expect("f32");
+    let o = values(o);
+    assert_eq!(o.len(), e.len(), "element count");
+    let scale = e.iter().fold(1f64, |m, v| m.max(f64::from(v.abs())));
+    o.iter()
+        .zip(&e)
+        .map(|(a, b)| f64::from((a - b).abs()) / scale)
+        .fold(0f64, f64::max)
+}
+
 pub(crate) fn values(t: &TValue) -> Vec<f32> {
     t.to_array_view::<f32>()
         .expect("f32")
@@ -241,14 +254,7 @@ fn raw_outputs_within(fold_bn: bool, tol: f64, images: &[&str]) {
                     "{model}/{image}: {} shape",
                     names[k]
                 );
-                let e = Vec::<f32>::try_from(e.flatten(0, -1)).expect("f32");
-                let o = values(o);
-                let scale = e.iter().fold(1f64, |m, v| m.max(f64::from(v.abs())));
-                let worst = o
-                    .iter()
-                    .zip(&e)
-                    .map(|(a, b)| f64::from((a - b).abs()) / scale)
-                    .fold(0f64, f64::max);
+                let worst = scaled_deviation(o, e);
                 eprintln!(
                     "{model}/{image} fold_bn={fold_bn}: {} max |Δ|/max(1,max|level|) {worst:e}",
                     names[k]
@@ -413,17 +419,34 @@ fn end2end_gives_the_real_stacks_detections_in_tract() {
     }
 }
 
-/// A family without emitters is refused naming the component, and nothing is written.
+/// A component without an emitter is refused naming it and why, and nothing is written.
 #[test]
 fn unsupported_components_fail_before_writing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Faster R-CNN (two-stage: RPN proposals, RoI pooling) has no emitters; its ResNet and FPN
-    // do (tests/onnx_export_mmdet.rs), so the refusal names its first head, the RPN.
-    let (file, scope, component) = ("faster_rcnn_tiny_mmdet", "mmdet", "mmdet.RPNHead");
+    // Every fixture family exports; Faster R-CNN with RoIAlign's `pool_mode='max'` (which our
+    // tch model runs) has no standard ONNX form (src/ops/roi_align_onnx.rs), refused by name.
+    let (file, scope, component) = (
+        "faster_rcnn_tiny_mmdet",
+        "mmdet",
+        "mmdet.SingleRoIExtractor",
+    );
     let config = roots().dirs(scope)[0].join(format!("mmcompat/{file}.py"));
     let weights = fixtures().join(format!("checkpoints/{file}.pth"));
+    // The overlay with `pool_mode='max'` in its RoI layer.
+    let text = std::fs::read_to_string(&config).expect("overlay").replace(
+        "bbox_roi_extractor=dict(out_channels=16)",
+        "bbox_roi_extractor=dict(out_channels=16, roi_layer=dict(pool_mode='max'))",
+    );
+    assert!(text.contains("pool_mode"), "the overlay changed");
+    let cfg = mmcompat::Config::from_text(
+        &config,
+        &text,
+        &roots(),
+        &mmcompat::registry::config::Limits::default(),
+    )
+    .expect("config");
     let inf = Inferencer::builder()
-        .config(&config)
+        .loaded_config(cfg)
         .weights(&weights)
         .scope(scope)
         .device("cpu")
@@ -435,6 +458,7 @@ fn unsupported_components_fail_before_writing() {
     let msg = err.to_string();
     assert!(matches!(err, ExportError::Unsupported { .. }), "{msg}");
     assert!(msg.contains(component), "{file}: {msg}");
+    assert!(msg.contains("pool_mode='avg'"), "{msg}");
     assert!(msg.contains("exportable: mmyolo.CSPNeXt"), "{msg}");
     assert!(!out.exists() && !dir.path().join(format!("{file}.preprocess.json")).exists());
 }

@@ -2,9 +2,11 @@
 //! families with a tiny fixture (`checkpoints/<family>_tiny_mmdet.pth`, tests/retinanet.rs,
 //! tests/gfl_atss.rs, tests/fcos_reppoints.rs): RetinaNet (`RetinaHead`), ATSS (`ATSSHead`: GN
 //! towers, `Scale`, centerness), GFL (`GFLHead`: `Scale`, distribution logits decoded by the
-//! `Integral`) and FCOS (`FCOSHead`: points, `exp(Scale)`, centerness). In tract, the raw head
-//! outputs equal our tch forward and `--end2end` gives the real stack's detections; the real
-//! onnxruntime verdict (tests/fixtures/generate/check_onnx.py) covers every photograph.
+//! `Integral`), FCOS (`FCOSHead`: points, `exp(Scale)`, centerness) and RepPoints
+//! (`RepPointsHead`: two deformable convolutions as standard ops, tests/onnx_export_reppoints.rs).
+//! In tract, the raw head outputs equal our tch forward and `--end2end` gives the real stack's
+//! detections; the real onnxruntime verdict (tests/fixtures/generate/check_onnx.py) covers every
+//! photograph.
 //!
 //! The test pipeline resizes with `keep_ratio` and does not pad; `DetDataPreprocessor` pads the
 //! normalised batch with zeros to a multiple of 32. A graph has one input size, so each
@@ -24,7 +26,8 @@ use tract_onnx::prelude::*;
 
 use crate::inference::{assert_same_detections, roots, source_image};
 use crate::onnx_export::{
-    export, fixtures, hex, normalised_input, rescale, run, runnable, values, RUNTIME_TOL,
+    export, fixtures, hex, normalised_input, rescale, run, runnable, scaled_deviation, values,
+    RUNTIME_TOL,
 };
 
 /// One mmdet family: its fixture, the photographs its references cover and its raw outputs.
@@ -62,8 +65,25 @@ pub(crate) const FCOS: MmdetFamily = MmdetFamily {
     name: "fcos",
     ..ATSS
 };
+/// RepPoints (`RepPointsHead`: GN towers, two `DeformConv2d` as standard ops, `points2bbox`).
+pub(crate) const REPPOINTS: MmdetFamily = MmdetFamily {
+    name: "reppoints",
+    groups: &["cls_score", "bbox_pred"],
+    level0_channels: &[8, 4],
+    ..ATSS
+};
+/// Faster R-CNN (two-stage: RPN raw outputs per level, then proposals, RoIAlign and the box head
+/// in the graph; src/export/onnx/two_stage.rs): not in `FAMILIES` (its raw outputs are not the
+/// one-stage groups), checked by the `faster_rcnn_*` tests below and by check_onnx.py.
+pub(crate) const FASTER_RCNN: MmdetFamily = MmdetFamily {
+    name: "faster_rcnn",
+    images: &["astronaut", "chelsea", "coffee", "exif_rot6"],
+    groups: &["rpn_cls_score", "rpn_bbox_pred"],
+    // 3 anchors (objectness) and 3 × 4 deltas, at stride 4.
+    level0_channels: &[3, 12],
+};
 /// The families check_onnx.py runs, in its order.
-pub(crate) const FAMILIES: &[&MmdetFamily] = &[&RETINANET, &ATSS, &GFL, &FCOS];
+pub(crate) const FAMILIES: &[&MmdetFamily] = &[&RETINANET, &ATSS, &GFL, &FCOS, &REPPOINTS];
 
 impl MmdetFamily {
     pub(crate) fn inferencer(&self) -> Inferencer {
@@ -129,16 +149,7 @@ impl MmdetFamily {
             assert_eq!(outs.len(), expected.len());
             let mut worst = 0f64;
             for (o, e) in outs.iter().zip(&expected) {
-                let e = Vec::<f32>::try_from(e.flatten(0, -1)).expect("f32");
-                let o = values(o);
-                assert_eq!(o.len(), e.len());
-                let scale = e.iter().fold(1f64, |m, v| m.max(f64::from(v.abs())));
-                let d = o
-                    .iter()
-                    .zip(&e)
-                    .map(|(a, b)| f64::from((a - b).abs()) / scale)
-                    .fold(0f64, f64::max);
-                worst = worst.max(d);
+                worst = worst.max(scaled_deviation(o, e));
             }
             eprintln!(
                 "{}/astronaut fold_bn={fold_bn}: tract vs tch {worst:e}",
@@ -253,6 +264,11 @@ pub(crate) fn export_checked(dir: &Path, write_inputs: bool) -> Vec<(String, Str
     FAMILIES
         .iter()
         .flat_map(|f| f.export_checked(dir, write_inputs))
+        .chain(FASTER_RCNN.export_checked(dir, write_inputs))
+        .chain(crate::onnx_export_reppoints::export_variants(
+            dir,
+            write_inputs,
+        ))
         .collect()
 }
 
@@ -260,6 +276,7 @@ pub(crate) fn export_checked(dir: &Path, write_inputs: bool) -> Vec<(String, Str
 pub(crate) fn is_per_photograph(name: &str) -> bool {
     FAMILIES
         .iter()
+        .chain([&&FASTER_RCNN])
         .any(|f| name.starts_with(&format!("{}_", f.name)))
 }
 
@@ -306,43 +323,150 @@ fn fcos_end2end_gives_the_real_stacks_detections_in_tract() {
     FCOS.check_end2end_in_tract();
 }
 
-/// RepPoints (deformable convolution) and Faster R-CNN (two-stage) are refused naming the
-/// component and why, before anything is written.
 #[test]
-fn reppoints_and_faster_rcnn_are_refused_with_the_reason() {
+fn reppoints_raw_outputs_match_tch_in_tract() {
+    REPPOINTS.check_raw_outputs_in_tract();
+}
+
+/// Both deformable convolutions as standard ops, `points2bbox` (moment), then the points'
+/// `bbox_pred · stride + point` clamped to `img_shape`.
+#[test]
+fn reppoints_end2end_gives_the_real_stacks_detections_in_tract() {
+    REPPOINTS.check_end2end_in_tract();
+}
+
+/// Faster R-CNN's raw export in tract, which has no `RoiAlign`: the graph up to the proposals
+/// (tract keeps only the nodes the requested outputs need). The RPN's raw outputs equal our tch
+/// forward within `RUNTIME_TOL` (batch norms unfolded), and the proposals (`rois`, `roi_scores`:
+/// per-level top `nms_pre`, decode, clamp, NMS by level in standard ops) are the real stack's:
+/// same count, the recorded first 40 within 1e-3 px and 1e-5 in score, as tests/faster_rcnn.rs
+/// checks ours. onnxruntime runs the whole graph (check_onnx.py).
+#[test]
+fn faster_rcnn_rpn_and_proposals_match_in_tract() {
+    let inf = FASTER_RCNN.inferencer();
     let dir = tempfile::tempdir().expect("tempdir");
-    for (file, component, why) in [
+    let p = inf
+        .preprocess(&source_image("astronaut"))
+        .expect("pipeline");
+    let ours = inf.head_outputs(&[&p]).expect("forward");
+    let (path, pre) = export(&inf, &options(&p, false, false), dir.path(), "faster_rcnn");
+    let names: Vec<&str> = pre["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .map(|o| o["name"].as_str().expect("name"))
+        .collect();
+    let mut want: Vec<String> = FASTER_RCNN
+        .groups
+        .iter()
+        .flat_map(|k| (0..5).map(move |i| format!("{k}_{i}")))
+        .collect();
+    want.extend(["rois", "roi_scores"].map(String::from));
+    let all: Vec<String> = want
+        .iter()
+        .cloned()
+        .chain(["cls_score", "bbox_pred"].map(String::from))
+        .collect();
+    assert_eq!(names, all);
+    assert_eq!(
+        pre["outputs"][0]["shape"],
+        serde_json::json!([1, 3, 200, 200])
+    );
+    assert_eq!(pre["outputs"][12]["shape"], serde_json::json!(["rois", 9]));
+    let model = tract_onnx::onnx()
+        .model_for_path(&path)
+        .and_then(|m| m.with_output_names(&want))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .unwrap_or_else(|e| panic!("tract runs the proposals part: {e:?}"));
+    let (input, _) = padded_input(&inf, "astronaut", &pre);
+    let outs = run(&model, input);
+    let expected: Vec<&tch::Tensor> = ours.cls_scores.iter().chain(&ours.bbox_preds).collect();
+    let mut worst = 0f64;
+    for (o, e) in outs.iter().zip(&expected) {
+        worst = worst.max(scaled_deviation(o, e));
+    }
+    assert!(
+        worst <= RUNTIME_TOL,
+        "RPN raw outputs: tract vs tch {worst:e}"
+    );
+    let rois = values(&outs[10]);
+    let scores = values(&outs[11]);
+    let reference = FASTER_RCNN.reference("astronaut");
+    let rp = &reference["proposals"];
+    assert_eq!(scores.len() as u64, rp["count"].as_u64().expect("count"));
+    assert_eq!(rois.len(), scores.len() * 5);
+    let (mut worst_box, mut worst_score) = (0f32, 0f32);
+    for (k, s) in rp["scores"].as_array().expect("scores").iter().enumerate() {
+        let s = s.as_f64().expect("score") as f32;
+        let b: Vec<f32> = rp["bboxes"][k]
+            .as_array()
+            .expect("box")
+            .iter()
+            .map(|v| v.as_f64().expect("coordinate") as f32)
+            .collect();
+        assert_eq!(rois[k * 5], 0.0, "image index of roi {k}");
+        let d = (0..4)
+            .map(|i| (rois[k * 5 + 1 + i] - b[i]).abs())
+            .fold(0f32, f32::max);
+        worst_box = worst_box.max(d);
+        worst_score = worst_score.max((scores[k] - s).abs());
+    }
+    eprintln!(
+        "faster_rcnn/astronaut in tract: RPN raw {worst:e}, first 40 proposals within \
+         {worst_box:e} px, scores {worst_score:e}"
+    );
+    // tract's float32 convolutions round differently from libtorch's (the RPN outputs above),
+    // which `exp(dw)` on 800-px boxes turns into ~1e-3 px (measured 1.16e-3; ours 1e-3 in
+    // tests/faster_rcnn.rs); the issue's bound for final boxes is 0.1 px.
+    assert!(
+        worst_box <= 2e-3 && worst_score <= 1e-5,
+        "{worst_box} px, {worst_score}"
+    );
+}
+
+/// What a two-stage graph cannot be: a symbolic batch (each image has its own RoIs), opset 15
+/// (RoiAlign's `half_pixel` mode is opset 16), float16 — each refused naming the option, before
+/// anything is written.
+#[test]
+fn faster_rcnn_options_it_cannot_honour_are_refused() {
+    let inf = FASTER_RCNN.inferencer();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("faster_rcnn.onnx");
+    for (opts, option, why) in [
         (
-            "reppoints_tiny_mmdet",
-            "mmdet.RepPointsHead",
-            "DeformConv2d",
-        ),
-        ("faster_rcnn_tiny_mmdet", "mmdet.RPNHead", "two-stage"),
-    ] {
-        let config = roots().dirs("mmdet")[0].join(format!("mmcompat/{file}.py"));
-        let inf = Inferencer::builder()
-            .config(&config)
-            .weights(fixtures().join(format!("checkpoints/{file}.pth")))
-            .scope("mmdet")
-            .device("cpu")
-            .config_roots(roots())
-            .build()
-            .unwrap_or_else(|e| panic!("{file}: {e}"));
-        for end2end in [false, true] {
-            let out = dir.path().join(format!("{file}.onnx"));
-            let opts = OnnxOptions {
-                end2end,
+            OnnxOptions {
+                dynamic_batch: true,
                 ..OnnxOptions::default()
-            };
-            let err = export_onnx(&inf, &opts, &out).expect_err(file);
-            let msg = err.to_string();
-            assert!(matches!(err, ExportError::Unsupported { .. }), "{msg}");
-            assert!(
-                msg.contains(component) && msg.contains(why),
-                "{file}: {msg}"
-            );
-            assert!(msg.contains("mmdet.FCOSHead"), "{msg}");
-            assert!(!out.exists() && !dir.path().join(format!("{file}.preprocess.json")).exists());
-        }
+            },
+            "--dynamic-batch",
+            "batch 1",
+        ),
+        (
+            OnnxOptions {
+                opset: 15,
+                end2end: true,
+                ..OnnxOptions::default()
+            },
+            "--opset",
+            "opset 16",
+        ),
+        (
+            OnnxOptions {
+                half: true,
+                ..OnnxOptions::default()
+            },
+            "--half",
+            "float16",
+        ),
+    ] {
+        let err = export_onnx(&inf, &opts, &out).expect_err(option);
+        let msg = err.to_string();
+        assert!(
+            matches!(err, ExportError::InvalidOption { option: o, .. } if o == option),
+            "{msg}"
+        );
+        assert!(msg.contains(why), "{msg}");
+        assert!(!out.exists() && !dir.path().join("faster_rcnn.preprocess.json").exists());
     }
 }

@@ -20,6 +20,7 @@ mod newcomer_cfg;
 mod newcomer_roots;
 mod onnx_export;
 mod onnx_export_mmdet;
+mod onnx_export_reppoints;
 mod ops;
 mod ppyoloe;
 mod preprocess;

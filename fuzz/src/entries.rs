@@ -14,9 +14,10 @@ use std::sync::OnceLock;
 use mmcompat_registry::adapter::declarative::TomlAdapter;
 use mmcompat_registry::adapter::{AdapterOptions, CheckpointAdapter, CheckpointView};
 use mmcompat_registry::checkpoint::inspect::InspectReport;
+use mmcompat_registry::checkpoint::module_tree;
 use mmcompat_registry::checkpoint::pickle::{unpickle, Limits as PickleLimits, PidMode};
 use mmcompat_registry::checkpoint::Checkpoint;
-use mmcompat_registry::config::{Config, ConfigRoots, Limits};
+use mmcompat_registry::config::{Config, ConfigError, ConfigRoots, Limits};
 
 /// Opens the bytes as a checkpoint named `name` and walks everything a user can ask of it.
 fn checkpoint(name: &str, data: &[u8]) {
@@ -62,6 +63,32 @@ pub fn pickle(data: &[u8]) {
     if let Ok(u) = unpickle(body, 0, mode, &limits) {
         let _ = u.value.to_json();
         let _ = u.value.tensor_leaves();
+    }
+}
+
+/// The object pickle of a whole pickled `nn.Module` (`data.pkl` of an Ultralytics, YOLOv5,
+/// YOLOv6 or YOLOv7 `.pt`; zip persistent ids), then the module-tree walker
+/// (`checkpoint/module_tree.rs`) on the root and on every top-level value that looks like a
+/// module, as `Checkpoint` and `mmcompat inspect` walk them.
+pub fn module_tree(data: &[u8]) {
+    let limits = PickleLimits::for_input(data.len(), data.len() as u64);
+    let Ok(u) = unpickle(data, 0, PidMode::Zip, &limits) else {
+        return;
+    };
+    let walk = |v: &mmcompat_registry::checkpoint::Value| {
+        if module_tree::is_module(v) {
+            if let Ok(tree) = module_tree::walk(v) {
+                let _ = tree.class();
+                let _ = tree.class_counts();
+                let _ = tree.state_dict.keys().map(String::len).sum::<usize>();
+            }
+        }
+    };
+    walk(&u.value);
+    if let mmcompat_registry::checkpoint::Value::Dict(d) = &u.value {
+        for (_, v) in &d.items {
+            walk(v);
+        }
     }
 }
 
@@ -114,13 +141,29 @@ fn config(ext: &str, data: &[u8]) {
         return;
     };
     let path = bases_dir().join(format!("cfg.{ext}"));
-    if let Ok(cfg) = Config::from_text(&path, text, &ConfigRoots::new(), &fuzz_limits()) {
-        let _ = cfg.to_json();
-        // What `mmcompat config --toml` writes must load back.
-        if let Ok(toml) = cfg.to_toml() {
-            let back = path.with_extension("toml");
-            let _ = Config::from_text(&back, &toml, &ConfigRoots::new(), &fuzz_limits());
+    match Config::from_text(&path, text, &ConfigRoots::new(), &fuzz_limits()) {
+        Ok(cfg) => {
+            let _ = cfg.to_json();
+            // What `mmcompat config --toml` writes must load back.
+            if let Ok(toml) = cfg.to_toml() {
+                let back = path.with_extension("toml");
+                no_loader_panic(Config::from_text(
+                    &back,
+                    &toml,
+                    &ConfigRoots::new(),
+                    &fuzz_limits(),
+                ));
+            }
         }
+        other => no_loader_panic(other),
+    }
+}
+
+/// The loader runs on its own thread and turns a panic there into `LoaderPanicked`; with
+/// panic=unwind (the stable replay) nothing would abort, so that error is a finding here.
+fn no_loader_panic<T>(r: Result<T, ConfigError>) {
+    if let Err(e @ ConfigError::LoaderPanicked { .. }) = r {
+        panic!("{e}");
     }
 }
 

@@ -18,6 +18,7 @@ const TARGETS: &[(&str, Entry)] = &[
     ("config_py", entries::config_py),
     ("config_toml", entries::config_toml),
     ("adapter_toml", entries::adapter_toml),
+    ("module_tree", entries::module_tree),
 ];
 
 fn fuzz_dir() -> PathBuf {

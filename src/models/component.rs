@@ -126,6 +126,11 @@ pub trait DenseHead: fmt::Debug + Send {
     fn onnx_decoder(&self) -> OnnxDecoder {
         OnnxDecoder::Distance
     }
+    /// Two-stage heads: the second stage, whose `RoiHead::emit_onnx` the ONNX export calls
+    /// after the proposals (`crate::export::onnx::two_stage`). `None` for one-stage heads.
+    fn onnx_roi_head(&self) -> Option<&dyn RoiHead> {
+        None
+    }
     /// Two-stage heads: the first stage's region proposals of each image (`rescale=False`, on
     /// the network input), as the second stage receives them. `None` for one-stage heads.
     fn proposals(
@@ -181,6 +186,18 @@ pub trait RoiHead: fmt::Debug + Send {
         metas: &[ImageMeta],
         cfg: &TestCfg,
     ) -> Result<Vec<RawDetections>, PostprocessError>;
+    /// The ONNX nodes of the box branch (`crate::export::onnx::two_stage`): RoI features pooled
+    /// from `feats` for the proposals `rois [N, 4]` (image 0, network-input pixels), then the box
+    /// head's raw `cls_score`/`bbox_pred`. The default refuses (the detector names it).
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+        rois: ValueId,
+    ) -> Result<crate::export::onnx::OnnxRoiOutputs, ExportError> {
+        let _ = (g, feats, rois);
+        Err(ExportError::unsupported("", "RoI head"))
+    }
 }
 
 /// How the backend builds one upstream type; the variant is its component kind.

@@ -239,6 +239,11 @@ impl Detector {
         self.net.head.onnx_decoder()
     }
 
+    /// A two-stage detector's RoI head, for the ONNX export (`DenseHead::onnx_roi_head`).
+    pub fn onnx_roi_head(&self) -> Option<&dyn crate::models::component::RoiHead> {
+        self.net.head.onnx_roi_head()
+    }
+
     /// The model's `test_cfg` (`Value::Null` when absent).
     pub fn test_cfg(&self) -> &Value {
         &self.test_cfg

@@ -13,6 +13,7 @@
 
 pub mod deform_conv;
 pub mod roi_align;
+pub mod roi_align_onnx;
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -10,7 +10,7 @@
 //! ties by index, as our host sort), the point priors as constants, `distance2bbox` (mmdet: clamped
 //! to the input size), then mmcv `batched_nms` and the first `max_per_img`. Heads with
 //! objectness (`OnnxDecoder`): YOLOv5/YOLOv7's anchors and `YOLOv5BBoxCoder`, YOLOX's points and
-//! `YOLOXBBoxCoder`, scores `sigmoid(cls) · sigmoid(obj)`; with `yolox_style` (YOLOX) there is no
+//! `YOLOXBBoxCoder`, scores `sigmoid(cls) · sigmoid(obj)` (`end2end_yolo.rs`); with `yolox_style` (YOLOX) there is no
 //! `max_per_img` cap, so `N` is symbolic (`"detections"`): the most any image of the batch keeps.
 //!
 //! NMS: ONNX `NonMaxSuppression` runs greedy NMS per (image, score row) with strict `iou >
@@ -31,6 +31,7 @@
 //! the `Integral` and distances from the anchor centres (`end2end_mmdet.rs`).
 
 use super::end2end_mmdet;
+use super::end2end_yolo;
 use super::graph::{attr_i, Dim, OnnxGraph, ValueId};
 use super::per_image::{self, PerImage};
 use super::{ExportError, OnnxHeadOutputs};
@@ -40,7 +41,7 @@ use crate::postprocess::TestCfg;
 use mmcompat_registry::spec::models::anchor_head::DeltaXywhCoderCfg;
 
 /// Score of rows that are not (or no longer) candidates: below any sigmoid score.
-const NOT_A_CANDIDATE: f32 = -1.0;
+pub(super) const NOT_A_CANDIDATE: f32 = -1.0;
 
 /// One level's geometry (from a forward pass on the export size).
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +49,25 @@ pub struct LevelShape {
     pub h: i64,
     pub w: i64,
     pub stride: (f64, f64),
+}
+
+impl LevelShape {
+    /// Each level's geometry from the probe forward's per-level outputs `[B, _, H, W]` and the
+    /// head's strides.
+    pub(super) fn of_levels(outputs: &[tch::Tensor], strides: &[(f64, f64)]) -> Vec<LevelShape> {
+        outputs
+            .iter()
+            .zip(strides)
+            .map(|(t, &stride)| {
+                let s = t.size();
+                LevelShape {
+                    h: s[2],
+                    w: s[3],
+                    stride,
+                }
+            })
+            .collect()
+    }
 }
 
 /// What [`emit`] returns: `(dets, labels)`.
@@ -71,7 +91,7 @@ pub(super) fn i64s(g: &mut OnnxGraph, v: &[i64]) -> ValueId {
 }
 
 /// `ReduceMax` over `axes` with `keepdims` (axes moved from attribute to input in opset 18).
-fn reduce_max(g: &mut OnnxGraph, x: ValueId, axes: &[i64]) -> ValueId {
+pub(super) fn reduce_max(g: &mut OnnxGraph, x: ValueId, axes: &[i64]) -> ValueId {
     if g.opset() >= 18 {
         let a = i64s(g, axes);
         g.op("ReduceMax", &[x, a], vec![attr_i("keepdims", 1)])
@@ -136,6 +156,15 @@ pub enum OnnxDecoder {
         project: Vec<f32>,
         clip_border: bool,
     },
+    /// Two-stage (Faster R-CNN): the RPN's `AnchorGenerator` anchors and `DeltaXYWHBBoxCoder`;
+    /// the graph after the RPN (proposals, RoIAlign, box head, NMS) is `two_stage.rs`'s.
+    TwoStage {
+        rpn_base: Vec<Vec<[f32; 4]>>,
+        rpn_coder: DeltaXywhCoderCfg,
+    },
+    /// RepPoints: points with offset 0, `bbox_pred · stride + point` clamped to `img_shape`
+    /// (`end2end_reppoints.rs`).
+    RepPoints,
     /// A head whose decoding has no graph form (named in the error).
     Unsupported(&'static str),
 }
@@ -173,25 +202,8 @@ pub(super) fn flatten_anchors(g: &mut OnnxGraph, x: ValueId, k: i64, a: i64, hw:
     g.op("Reshape", &[t, shape], vec![])
 }
 
-/// `sigmoid(cls) * sigmoid(objectness)[:, None]` of level `i`, `[B, H·W·A, C]`
-/// (`scores *= objectness[:, None]`, yolov5_head.py:396-397). The `objectness > score_thr`
-/// prefilter (:389-394) is implied by the `score > score_thr` that follows: `score = cls · obj`
-/// with `cls ≤ 1` rounds to at most `obj` in float32, so it needs no node.
-fn objectness_scores(
-    g: &mut OnnxGraph,
-    heads: &OnnxHeadOutputs,
-    i: usize,
-    (c, a, hw): (i64, i64, i64),
-) -> ValueId {
-    let s = flatten_anchors(g, heads.cls_scores[i], c, a, hw);
-    let s = g.op("Sigmoid", &[s], vec![]);
-    let o = flatten_anchors(g, heads.objectnesses[i], 1, a, hw);
-    let o = g.op("Sigmoid", &[o], vec![]);
-    g.op("Mul", &[s, o], vec![])
-}
-
 /// `[B, N, 4]` → its `[B, N, 2]` halves (xy, wh).
-fn split_pairs(g: &mut OnnxGraph, x: ValueId) -> (ValueId, ValueId) {
+pub(super) fn split_pairs(g: &mut OnnxGraph, x: ValueId) -> (ValueId, ValueId) {
     let two = i64s(g, &[2, 2]);
     let h = g.op_multi(
         "Split",
@@ -203,7 +215,7 @@ fn split_pairs(g: &mut OnnxGraph, x: ValueId) -> (ValueId, ValueId) {
 }
 
 /// `[xy - wh / 2, xy + wh / 2]` on the last axis.
-fn corners(g: &mut OnnxGraph, xy: ValueId, wh: ValueId) -> ValueId {
+pub(super) fn corners(g: &mut OnnxGraph, xy: ValueId, wh: ValueId) -> ValueId {
     let two = g.const_f32("two", vec![], &[2.0]);
     let half = g.op("Div", &[wh, two], vec![]);
     let lo = g.op("Sub", &[xy, half], vec![]);
@@ -211,75 +223,11 @@ fn corners(g: &mut OnnxGraph, xy: ValueId, wh: ValueId) -> ValueId {
     g.op("Concat", &[lo, hi], vec![attr_i("axis", 2)])
 }
 
-/// `YOLOv5BBoxCoder.decode` (yolov5_bbox_coder.py:22-55) of the sigmoid offsets `d [B, HWA, 4]`
-/// against the level's anchors, op by op as `crate::postprocess::yolov5::decode`: anchor centres
-/// and sizes are constants computed in float32 from the anchors as upstream does.
-fn yolov5_boxes(
-    g: &mut OnnxGraph,
-    d: ValueId,
-    spec: &AnchorLevelSpec,
-    level: &LevelShape,
-) -> ValueId {
-    let base = spec.base_anchors();
-    let n = level.h * level.w * base.len() as i64;
-    let (mut centres, mut sizes) = (Vec::with_capacity(n as usize * 2), Vec::new());
-    for hw in 0..level.h * level.w {
-        // YOLOAnchorGenerator.single_level_grid_priors: base + float32(col) * stride_w.
-        let sx = (hw % level.w) as f32 * spec.stride.0 as f32;
-        let sy = (hw / level.w) as f32 * spec.stride.1 as f32;
-        for b in &base {
-            let p = [b[0] + sx, b[1] + sy, b[2] + sx, b[3] + sy];
-            centres.extend([(p[0] + p[2]) * 0.5, (p[1] + p[3]) * 0.5]);
-            sizes.extend([p[2] - p[0], p[3] - p[1]]);
-        }
-    }
-    let centres = g.const_f32("anchor_centres", vec![1, n, 2], &centres);
-    let sizes = g.const_f32("anchor_sizes", vec![1, n, 2], &sizes);
-    let (xy, wh) = split_pairs(g, d);
-    // (p - 0.5) * 2 * stride + centre
-    let half = g.const_f32("half", vec![], &[0.5]);
-    let two = g.const_f32("two", vec![], &[2.0]);
-    let stride = g.const_f32("stride", vec![], &[spec.decode_stride as f32]);
-    let xy = g.op("Sub", &[xy, half], vec![]);
-    let xy = g.op("Mul", &[xy, two], vec![]);
-    let xy = g.op("Mul", &[xy, stride], vec![]);
-    let xy = g.op("Add", &[xy, centres], vec![]);
-    // (p * 2) ** 2 * anchor size (torch's pow by 2 is x * x)
-    let wh = g.op("Mul", &[wh, two], vec![]);
-    let wh = g.op("Mul", &[wh, wh], vec![]);
-    let wh = g.op("Mul", &[wh, sizes], vec![]);
-    corners(g, xy, wh)
-}
-
-/// `YOLOXBBoxCoder.decode` (yolox_bbox_coder.py:22-45) of the raw `d [B, HW, 4]`: `xy = d ·
-/// stride + point`, `wh = exp(d) · stride`, as `crate::postprocess::yolov5::decode_yolox`.
-fn yolox_boxes(
-    g: &mut OnnxGraph,
-    d: ValueId,
-    level: &LevelShape,
-    offset: f64,
-    decode_stride: f64,
-) -> ValueId {
-    let hw = level.h * level.w;
-    let points: Vec<f32> = priors(level, offset)
-        .chunks(4)
-        .flat_map(|p| [p[0], p[1]])
-        .collect();
-    let points = g.const_f32("points", vec![1, hw, 2], &points);
-    let stride = g.const_f32("stride", vec![], &[decode_stride as f32]);
-    let (xy, wh) = split_pairs(g, d);
-    let xy = g.op("Mul", &[xy, stride], vec![]);
-    let xy = g.op("Add", &[xy, points], vec![]);
-    let wh = g.op("Exp", &[wh], vec![]);
-    let wh = g.op("Mul", &[wh, stride], vec![]);
-    corners(g, xy, wh)
-}
-
 /// `delta2bbox` (mmdet `delta_xywh_bbox_coder.py:270-361`) of one level's deltas `d [B, HWA, 4]`
 /// against its anchors (constants: centres and sizes in float32 as upstream computes them from
 /// the anchors, location-major then anchor), op by op as `retina_head::delta2bbox`; the clamp to
 /// `max_shape` is the caller's.
-fn delta_boxes(
+pub(super) fn delta_boxes(
     g: &mut OnnxGraph,
     d: ValueId,
     base: &[[f32; 4]],
@@ -300,12 +248,36 @@ fn delta_boxes(
     }
     let centres = g.const_f32("anchor_centres", vec![1, n, 2], &centres);
     let sizes = g.const_f32("anchor_sizes", vec![1, n, 2], &sizes);
+    let d = denormalise_deltas(g, d, coder);
+    let (dxy, dwh) = split_pairs(g, d);
+    let (gxy, gwh) = apply_deltas(g, (centres, sizes), (dxy, dwh), coder);
+    // gxy ∓ gwh * 0.5 (corners' `/ 2` is the same float32 result).
+    corners(g, gxy, gwh)
+}
+
+/// `delta2bbox`'s first step: `deltas · target_stds + target_means`.
+pub(super) fn denormalise_deltas(
+    g: &mut OnnxGraph,
+    d: ValueId,
+    coder: &DeltaXywhCoderCfg,
+) -> ValueId {
     let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
     let stds = g.const_f32("target_stds", vec![4], &f(&coder.target_stds));
     let means = g.const_f32("target_means", vec![4], &f(&coder.target_means));
     let d = g.op("Mul", &[d, stds], vec![]);
-    let d = g.op("Add", &[d, means], vec![]);
-    let (dxy, dwh) = split_pairs(g, d);
+    g.op("Add", &[d, means], vec![])
+}
+
+/// `delta2bbox` on priors given as centres and sizes (`[..., 2]` each, broadcast against the
+/// deltas' halves): `dxy · size` (clamped to `±ctr_clamp` with `add_ctr_clamp`), `dwh` clamped to
+/// `±max_ratio` (only above with `add_ctr_clamp`), then `(centre + dxy, size · exp(dwh))`.
+/// Shared by the anchor heads (`delta_boxes`) and the RoI box head (`two_stage.rs`).
+pub(super) fn apply_deltas(
+    g: &mut OnnxGraph,
+    (centres, sizes): (ValueId, ValueId),
+    (dxy, dwh): (ValueId, ValueId),
+    coder: &DeltaXywhCoderCfg,
+) -> (ValueId, ValueId) {
     let mut dxy = g.op("Mul", &[sizes, dxy], vec![]);
     // max_ratio = abs(log(16 / 1000)) in float64, compared in float32.
     let r = (16f64 / 1000.0).ln().abs() as f32;
@@ -325,13 +297,12 @@ fn delta_boxes(
     let gxy = g.op("Add", &[centres, dxy], vec![]);
     let e = g.op("Exp", &[dwh], vec![]);
     let gwh = g.op("Mul", &[sizes, e], vec![]);
-    // gxy ∓ gwh * 0.5 (corners' `/ 2` is the same float32 result).
-    corners(g, gxy, gwh)
+    (gxy, gwh)
 }
 
 /// `NonMaxSuppression` of `boxes [B, K, 4]` with `scores [B, rows, K]` (strict `iou > thr`, as
 /// mmcv's `nms`), as `values [B, K]` where kept and `NOT_A_CANDIDATE` elsewhere.
-fn nms_kept(
+pub(super) fn nms_kept(
     g: &mut OnnxGraph,
     iou_threshold: f32,
     boxes: ValueId,
@@ -362,7 +333,7 @@ fn nms_kept(
 }
 
 /// Top `k` of `scores [B, M]` (sorted), their values, indices and the `> score_thr` mask.
-fn top_candidates(
+pub(super) fn top_candidates(
     g: &mut OnnxGraph,
     scores: ValueId,
     k: i64,
@@ -373,7 +344,7 @@ fn top_candidates(
 }
 
 /// [`top_candidates`] with K a graph value (`[1]` int64).
-fn top_k_of(
+pub(super) fn top_k_of(
     g: &mut OnnxGraph,
     scores: ValueId,
     kk: ValueId,
@@ -392,7 +363,7 @@ fn top_k_of(
 
 /// Gathers the rows of boxes `x [B, M, 4]` at `idx [B, K]` (`GatherElements` on the index
 /// expanded to `[B, K, 4]`; `GatherND` with `batch_dims` is less widely implemented).
-fn gather_rows(g: &mut OnnxGraph, x: ValueId, idx: ValueId) -> ValueId {
+pub(super) fn gather_rows(g: &mut OnnxGraph, x: ValueId, idx: ValueId) -> ValueId {
     let axes = i64s(g, &[2]);
     let idx3 = g.op("Unsqueeze", &[idx, axes], vec![]);
     let four = i64s(g, &[1, 1, 4]);
@@ -528,6 +499,15 @@ pub fn emit(
                 let b = if *clip_border { meta.clamp(g, b) } else { b };
                 (scores, b)
             }
+            OnnxDecoder::RepPoints => {
+                super::end2end_reppoints::decode_level(g, heads, i, (c, offset), level, &meta)
+            }
+            OnnxDecoder::TwoStage { .. } => {
+                return Err(ExportError::unsupported(
+                    "two-stage decoding outside export::onnx::two_stage",
+                    "dense head",
+                ));
+            }
             OnnxDecoder::Unsupported(what) => {
                 return Err(ExportError::unsupported(*what, "dense head"));
             }
@@ -536,18 +516,21 @@ pub fn emit(
                     invalid("prior_generator", format!("no anchors for level {i}"))
                 })?;
                 let a = spec.base_sizes.len() as i64;
-                let scores = objectness_scores(g, heads, i, (c, a, hw));
+                let scores = end2end_yolo::objectness_scores(g, heads, i, (c, a, hw));
                 let d = flatten_anchors(g, heads.bbox_preds[i], 4, a, hw);
                 let d = g.op("Sigmoid", &[d], vec![]);
-                (scores, yolov5_boxes(g, d, spec, level))
+                (scores, end2end_yolo::yolov5_boxes(g, d, spec, level))
             }
             OnnxDecoder::YoloxPoints { decode_strides } => {
                 let stride = *decode_strides.get(i).ok_or_else(|| {
                     invalid("featmap_strides", format!("no stride for level {i}"))
                 })?;
-                let scores = objectness_scores(g, heads, i, (c, 1, hw));
+                let scores = end2end_yolo::objectness_scores(g, heads, i, (c, 1, hw));
                 let d = flatten_level(g, heads.bbox_preds[i], 4, hw);
-                (scores, yolox_boxes(g, d, level, offset, stride))
+                (
+                    scores,
+                    end2end_yolo::yolox_boxes(g, d, level, offset, stride),
+                )
             }
         };
         level_scores.push(scores);

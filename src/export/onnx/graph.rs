@@ -58,6 +58,8 @@ pub struct OnnxGraph {
     half: bool,
     fold_bn: bool,
     opset: i64,
+    /// `(H, W)` of each head level at the export size (`OnnxGraph::set_level_sizes`).
+    level_sizes: Vec<(i64, i64)>,
     op_counts: HashMap<&'static str, usize>,
     scalars: HashMap<u32, ValueId>,
 }
@@ -134,6 +136,7 @@ impl OnnxGraph {
             half,
             fold_bn: true,
             opset,
+            level_sizes: Vec::new(),
             op_counts: HashMap::new(),
             scalars: HashMap::new(),
         }
@@ -151,6 +154,18 @@ impl OnnxGraph {
 
     pub fn set_fold_bn(&mut self, fold: bool) {
         self.fold_bn = fold;
+    }
+
+    /// Records the `(H, W)` of each head level at the export size (write.rs, from its probe
+    /// forward): emitters whose constants depend on a level's geometry read it (RepPoints'
+    /// deformable convolution: tract cannot type its sampling grid built from `Shape`).
+    pub fn set_level_sizes(&mut self, sizes: Vec<(i64, i64)>) {
+        self.level_sizes = sizes;
+    }
+
+    /// `(H, W)` of head level `level`, if recorded.
+    pub fn level_size(&self, level: usize) -> Option<(i64, i64)> {
+        self.level_sizes.get(level).copied()
     }
 
     /// The opset the nodes are written for (some ops moved attributes to inputs over time).

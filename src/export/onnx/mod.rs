@@ -3,12 +3,16 @@
 //! INTERFACE AGREED BETWEEN ENGINEERS (the CLI's `export --format onnx` calls `export_onnx`):
 //! keep these names and fields; add fields/variants freely.
 
+pub mod deform_conv;
 mod end2end;
 mod end2end_mmdet;
+mod end2end_reppoints;
+mod end2end_yolo;
 pub mod graph;
 mod per_image;
 mod preprocess;
 pub mod proto;
+mod two_stage;
 mod write;
 
 use std::fmt;
@@ -16,6 +20,7 @@ use std::path::PathBuf;
 
 pub use end2end::OnnxDecoder;
 pub use graph::{Dim, OnnxGraph, ValueId};
+pub use two_stage::OnnxRoiOutputs;
 pub use write::export_onnx;
 
 /// The upstream components whose `emit_onnx` is implemented (listed in the error for the others).
@@ -54,26 +59,18 @@ pub const EXPORTABLE: &[&str] = &[
     "mmdet.ATSSHead",
     "mmdet.GFLHead",
     "mmdet.FCOSHead",
+    "mmdet.RPNHead",
+    "mmdet.StandardRoIHead",
+    "mmdet.RepPointsHead",
 ];
 
 /// Components refused on purpose, with why (appended to their `Unsupported` error): their
 /// operations have no standard ONNX form that runtimes run without custom plugins.
-pub const REFUSED: &[(&str, &str)] = &[
-    (
-        "mmdet.RepPointsHead",
-        "its DeformConv2d (mmcv deformable convolution) has no standard ONNX op",
-    ),
-    (
-        "mmdet.RPNHead",
-        "a two-stage detector (RPN proposals, then RoIAlign and the RoI head) is not exported; \
-         only one-stage detectors are",
-    ),
-    (
-        "mmdet.StandardRoIHead",
-        "a two-stage detector (RoIAlign and the RoI head) is not exported; only one-stage \
-         detectors are",
-    ),
-];
+pub const REFUSED: &[(&str, &str)] = &[(
+    "mmdet.SingleRoIExtractor",
+    "ONNX RoiAlign's max mode takes the maximum of each sample's weighted corners, not of \
+     mmcv's bilinear samples; pool_mode='avg' (mmdet's default) exports",
+)];
 
 /// ONNX IR version written: 8 (onnx 1.10+). onnxruntime 1.31 refuses the IR 14 that onnx 1.23
 /// writes by default; IR 8 is read by onnxruntime, TensorRT 10 and OpenVINO alike.
@@ -222,4 +219,7 @@ pub struct OnnxHeadOutputs {
     /// Centerness logits `[B, A, H, W]` (ATSS, FCOS): `--end2end` multiplies their sigmoid into
     /// the scores after the per-level threshold and top-k, as mmdet's score factors.
     pub centernesses: Vec<ValueId>,
+    /// The neck's features, for a second stage that pools from them (two-stage heads; see
+    /// `two_stage.rs`); empty otherwise.
+    pub features: Vec<ValueId>,
 }

@@ -174,7 +174,8 @@ pub(crate) fn preprocess_json(
             "rescale": rescale,
             // `--end2end`: optional graph inputs that make the graph do the rescale itself,
             // before NMS as upstream (src/export/onnx/per_image.rs); omitted, the identity.
-            "per_image_inputs": if opts.end2end {
+            // Two-stage graphs declare them in both modes (`img_shape` clamps the proposals).
+            "per_image_inputs": if opts.end2end || det.onnx_roi_head().is_some() {
                 json!({
                     "names": super::per_image::input_names(det.flavour()),
                     "scale_factor": "float64 [B, 2] (w, h), the pipeline's scale_factor; default 1",

@@ -6,7 +6,8 @@
 //! `--end2end`, per level `i` (strides ascending): `cls_score_i [B, A·C, H/s, W/s]` (logits),
 //! `bbox_pred_i [B, A·4, H/s, W/s]` (as the head's `predict_by_feat` reads them), and
 //! `objectness_i [B, A, H/s, W/s]` for heads that have objectness, `centerness_i [B, A, H/s, W/s]`
-//! for heads with centerness (ATSS, FCOS). `--half`: float16 weights and
+//! for heads with centerness (ATSS, FCOS). Two-stage detectors (Faster R-CNN) have their own
+//! outputs and per-image inputs in both modes: `two_stage.rs`. `--half`: float16 weights and
 //! activations inside; the input and every output stay float32 (a `Cast` after the input and
 //! before each output), so callers never handle float16.
 
@@ -88,6 +89,15 @@ pub fn export_onnx(
     let half = opts.half;
     let mut g = OnnxGraph::new(half, opts.opset);
     g.set_fold_bn(opts.fold_bn);
+    g.set_level_sizes(
+        raw.cls_scores
+            .iter()
+            .map(|t| {
+                let s = t.size();
+                (s[2], s[3])
+            })
+            .collect(),
+    );
     let input_dims = vec![batch.clone(), Dim::Fixed(3), Dim::Fixed(h), Dim::Fixed(w)];
     let input_doc = "float32 NCHW image batch after the test pipeline and the data preprocessor \
                      (channel order and mean/std: see the .preprocess.json)";
@@ -110,20 +120,11 @@ pub fn export_onnx(
         }
     };
     let mut outputs: Vec<(ValueId, OutputDoc)> = Vec::new();
-    if opts.end2end {
-        let levels: Vec<LevelShape> = raw
-            .cls_scores
-            .iter()
-            .zip(det.strides())
-            .map(|(t, &stride)| {
-                let s = t.size();
-                LevelShape {
-                    h: s[2],
-                    w: s[3],
-                    stride,
-                }
-            })
-            .collect();
+    if det.onnx_roi_head().is_some() {
+        // Two-stage: proposals, RoIAlign and the box head in the graph (`two_stage.rs`).
+        outputs = super::two_stage::emit(&mut g, inferencer, opts, (&heads, &raw), &batch, (h, w))?;
+    } else if opts.end2end {
+        let levels = LevelShape::of_levels(&raw.cls_scores, det.strides());
         let mut f32_heads = heads.clone();
         for v in f32_heads
             .cls_scores

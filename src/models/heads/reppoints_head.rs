@@ -24,6 +24,9 @@
 use tch::{Kind, Tensor};
 
 use super::fcos_head::{point, run_tower, towers};
+use crate::export::onnx::deform_conv::{reduce, take, DeformSampling, DeformWeight};
+use crate::export::onnx::graph::{attr_i, tensor_f32};
+use crate::export::onnx::{ExportError, OnnxDecoder, OnnxGraph, OnnxHeadOutputs, ValueId};
 use crate::models::component::{DenseHead, Flavour, HeadOutputs};
 use crate::models::layers::conv_module::{Conv2d, ConvModule, ConvSpec, Fuse};
 use crate::models::param::Ctx;
@@ -40,6 +43,8 @@ use mmcompat_registry::spec::ComponentSpec;
 struct Dcn {
     weight: Tensor,
     geometry: DeformGeometry,
+    /// The weight's state-dict name (its ONNX initializer's name).
+    name: String,
 }
 
 impl Dcn {
@@ -47,6 +52,7 @@ impl Dcn {
         let pad = (k - 1) / 2;
         Dcn {
             weight: ctx.param("weight", &[cout, cin, k, k]),
+            name: ctx.name("weight"),
             geometry: DeformGeometry {
                 padding: [pad, pad],
                 ..DeformGeometry::default()
@@ -249,6 +255,137 @@ impl RepPointsHead {
     }
 }
 
+/// ONNX emission (issue 16): `forward_single` and `points2bbox` node by node, the deformable
+/// convolutions as standard ops (`crate::export::onnx::deform_conv`).
+impl RepPointsHead {
+    /// `values` as a `[1, len, 1, 1]` weight named `name` (as [`RepPointsHead::column`]).
+    fn emit_column(g: &mut OnnxGraph, name: &str, values: &[f64]) -> ValueId {
+        let v: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        g.weight(name, vec![1, v.len() as i64, 1, 1], &v)
+    }
+
+    /// `forward_single` of one level: `(cls_out, points2bbox(pts_out_refine))`.
+    fn emit_single(
+        &self,
+        g: &mut OnnxGraph,
+        (x, size): (ValueId, (i64, i64)),
+        [cls_w, refine_w]: &[DeformWeight; 2],
+    ) -> Result<(ValueId, ValueId), ExportError> {
+        let tower = |g: &mut OnnxGraph, convs: &[ConvModule], x: ValueId| {
+            convs.iter().try_fold(x, |y, conv| conv.emit_onnx(g, y))
+        };
+        let cls_feat = tower(g, &self.cls_convs, x)?;
+        let pts_feat = tower(g, &self.reg_convs, x)?;
+        let init = self.pts_init_conv.emit_onnx(g, pts_feat)?;
+        let init = g.op("Relu", &[init], vec![]);
+        let mut pts_init = self.pts_init_out.emit_onnx(g, init)?;
+        if let Some(points) = &self.points_init {
+            let c = Self::emit_column(g, "bbox_head.points_init", points);
+            pts_init = g.op("Add", &[pts_init, c], vec![]);
+        }
+        // `(1 - gradient_mul) * pts.detach() + gradient_mul * pts`: the identity in value, but
+        // not always in float32 rounding, so spelt out as `forward_single` computes it.
+        let gm = self.gradient_mul;
+        let (a, b) = (g.scalar((1.0 - gm) as f32), g.scalar(gm as f32));
+        let pa = g.op("Mul", &[pts_init, a], vec![]);
+        let pb = g.op("Mul", &[pts_init, b], vec![]);
+        let grad_mul = g.op("Add", &[pa, pb], vec![]);
+        let base = Self::emit_column(g, "bbox_head.dcn_base_offset", &self.dcn_base_offset);
+        let dcn_offset = g.op("Sub", &[grad_mul, base], vec![]);
+        // Both DCNs share the geometry (checked by `emit_onnx`) and the offsets: one sampling.
+        let k = self.cls_conv.weight.size();
+        let sampling = DeformSampling::emit(
+            g,
+            (cls_feat, size),
+            dcn_offset,
+            (k[2], k[3]),
+            &self.cls_conv.geometry,
+        )?;
+        let cls = sampling.conv(g, cls_feat, cls_w)?;
+        let cls = g.op("Relu", &[cls], vec![]);
+        let cls_out = self.cls_out.emit_onnx(g, cls)?;
+        let refine = sampling.conv(g, pts_feat, refine_w)?;
+        let refine = g.op("Relu", &[refine], vec![]);
+        let refine = self.pts_refine_out.emit_onnx(g, refine)?;
+        let refine = g.op("Add", &[refine, pts_init], vec![]);
+        let num_points = self.pts_refine_out.weight.size()[0] / 2;
+        Ok((cls_out, self.emit_points2bbox(g, refine, num_points, size)?))
+    }
+
+    /// `points2bbox(pts, y_first=True)` of `pts [B, 2·n, H, W]` (level size `(h, w)`):
+    /// `[B, 4, H, W]`. The points are viewed as `[B, n, 2, H, W]` (`pts.view(.., -1, 2, ..)`)
+    /// and reduced over the points, (y, x) side by side.
+    fn emit_points2bbox(
+        &self,
+        g: &mut OnnxGraph,
+        pts: ValueId,
+        n: i64,
+        (h, w): (i64, i64),
+    ) -> Result<ValueId, ExportError> {
+        let shape = g.const_i64("shape", vec![5], &[-1, n, 2, h, w]);
+        let pts = g.op("Reshape", &[pts, shape], vec![]);
+        // `[B, 2, 2, H, W]`: (low, high) × (y, x).
+        let sides = match &self.transform {
+            Transform::MinMax { points } => {
+                let m = points.unwrap_or(n).min(n);
+                let pts = if m < n {
+                    let idx: Vec<i64> = (0..m).collect();
+                    take(g, pts, 1, &idx)
+                } else {
+                    pts
+                };
+                let lo = reduce(g, "ReduceMin", pts, &[1]);
+                let hi = reduce(g, "ReduceMax", pts, &[1]);
+                g.op("Concat", &[lo, hi], vec![attr_i("axis", 1)])
+            }
+            Transform::Moment { transfer, mul } => {
+                let mean = reduce(g, "ReduceMean", pts, &[1]);
+                // `torch.std(pts - mean, dim=1, unbiased=True)`: its own mean, then the sum of
+                // squares over n − 1.
+                let d = g.op("Sub", &[pts, mean], vec![]);
+                let m = reduce(g, "ReduceMean", d, &[1]);
+                let e = g.op("Sub", &[d, m], vec![]);
+                let sq = g.op("Mul", &[e, e], vec![]);
+                let s = reduce(g, "ReduceSum", sq, &[1]);
+                let dof = g.scalar((n - 1) as f32);
+                let var = g.op("Div", &[s, dof], vec![]);
+                let std = g.op("Sqrt", &[var], vec![]);
+                // `exp(moment_transfer * moment_mul + moment_transfer.detach() * (1 - mul))`,
+                // with the same libtorch ops as `points2bbox` (weights only), as (h, w) to
+                // scale the (y, x) stds.
+                let what = "bbox_head.moment_transfer";
+                let e = transfer
+                    .f_to_kind(Kind::Float)
+                    .and_then(|t| t.f_mul_scalar(*mul)?.f_add(&t.f_mul_scalar(1.0 - mul)?))
+                    .and_then(|mt| mt.f_exp())
+                    .map_err(|source| ExportError::Tensor {
+                        what: what.into(),
+                        source,
+                    })?;
+                let (_, e) = tensor_f32(&e, what)?;
+                let scale = g.weight(
+                    "bbox_head.moment_transfer.exp_hw",
+                    vec![1, 1, 2, 1, 1],
+                    &[e[1], e[0]],
+                );
+                let half = g.op("Mul", &[std, scale], vec![]);
+                // `mean ∓ half` as `mean + (∓1 · half)` (the same float32 values), both sides in
+                // one `Add`: two `Sub`/`Add` of `mean` and `half` made tract 0.22 panic in its
+                // unicast kernel (a misaligned operand) on the 25×25 level.
+                let means = g.op("Concat", &[mean, mean], vec![attr_i("axis", 1)]);
+                let halves = g.op("Concat", &[half, half], vec![attr_i("axis", 1)]);
+                let sign = g.weight("points2bbox_sign", vec![1, 2, 1, 1, 1], &[-1.0, 1.0]);
+                let halves = g.op("Mul", &[halves, sign], vec![]);
+                g.op("Add", &[means, halves], vec![])
+            }
+        };
+        // (y, x) → (x, y): `[x1, y1, x2, y2]`.
+        let sides = take(g, sides, 2, &[1, 0]);
+        let shape = g.const_i64("shape", vec![4], &[-1, 4, h, w]);
+        Ok(g.op("Reshape", &[sides, shape], vec![]))
+    }
+}
+
 /// `transform_method`: how a point set becomes a box.
 #[derive(Debug)]
 enum Transform {
@@ -279,6 +416,59 @@ impl DenseHead for RepPointsHead {
     }
     fn flavour(&self) -> Flavour {
         Flavour::Mmdet
+    }
+    /// `forward_single` per level as ONNX nodes: `cls_score_i [B, C, H, W]` logits and
+    /// `bbox_pred_i [B, 4, H, W]`, the refined point set's box (`points2bbox` with the configured
+    /// transform) in stride units around its point, as `predict_by_feat` receives them.
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+    ) -> Result<OnnxHeadOutputs, ExportError> {
+        let levels = self.strides.len();
+        if feats.len() != levels {
+            return Err(ExportError::InvalidOption {
+                option: "--input-size",
+                message: format!(
+                    "RepPointsHead: {} feature levels for {levels} point strides",
+                    feats.len()
+                ),
+            });
+        }
+        let (a, b) = (&self.cls_conv, &self.pts_refine_conv);
+        if a.geometry != b.geometry || a.weight.size()[2..] != b.weight.size()[2..] {
+            return Err(ExportError::unsupported(
+                "mmdet.RepPointsHead (its two DeformConv2d differ in geometry)",
+                "dense head",
+            ));
+        }
+        let weights = [
+            DeformWeight::emit(g, &a.weight, &a.name)?,
+            DeformWeight::emit(g, &b.weight, &b.name)?,
+        ];
+        let mut out = OnnxHeadOutputs::default();
+        for (l, &x) in feats.iter().enumerate() {
+            let size = g.level_size(l).ok_or_else(|| ExportError::InvalidOption {
+                option: "--input-size",
+                message: format!(
+                    "RepPointsHead: the size of level {l} is unknown (OnnxGraph::set_level_sizes)"
+                ),
+            })?;
+            let (cls, bbox) = self.emit_single(g, (x, size), &weights)?;
+            out.cls_scores.push(cls);
+            out.bbox_preds.push(bbox);
+        }
+        Ok(out)
+    }
+    /// Points with offset 0, `bbox_pred · stride + point` clamped to `img_shape`
+    /// (`end2end_reppoints.rs`); softmax scores are refused.
+    fn onnx_decoder(&self) -> OnnxDecoder {
+        match self.activation {
+            ScoreActivation::Sigmoid => OnnxDecoder::RepPoints,
+            ScoreActivation::SoftmaxWithBackground => {
+                OnnxDecoder::Unsupported("RepPointsHead with use_sigmoid=False (softmax scores)")
+            }
+        }
     }
     fn fuse(&mut self, mode: Fuse) {
         self.cls_convs.iter_mut().for_each(|m| m.fuse(mode));

@@ -6,6 +6,8 @@
 
 use tch::Tensor;
 
+use crate::export::onnx::{ExportError, OnnxDecoder, OnnxGraph, OnnxHeadOutputs, ValueId};
+
 use super::retina_head::{delta2bbox, Anchors};
 use crate::models::component::{DenseHead, Flavour, HeadOutputs};
 use crate::models::layers::conv_module::{Conv2d, ConvModule, ConvSpec, Fuse};
@@ -109,6 +111,15 @@ impl RpnHead {
         Ok((self.rpn_cls.forward(&x)?, self.rpn_reg.forward(&x)?))
     }
 
+    /// What the ONNX export decodes the proposals with: the anchors and the coder; `None` for a
+    /// softmax RPN (`use_sigmoid_cls=False`, which no shipped config uses).
+    pub fn onnx_anchors(&self) -> Option<(Vec<Vec<[f32; 4]>>, DeltaXywhCoderCfg)> {
+        match self.activation {
+            ScoreActivation::Sigmoid => Some((self.anchors.base.clone(), self.coder.clone())),
+            ScoreActivation::SoftmaxWithBackground => None,
+        }
+    }
+
     /// Region proposals of each image on the network input's scale (`rescale=False`, as
     /// `TwoStageDetector.predict` asks the RPN, `two_stage.py:231-232`).
     pub fn proposals(
@@ -164,6 +175,35 @@ impl DenseHead for RpnHead {
         }
         self.rpn_cls.fuse(mode);
         self.rpn_reg.fuse(mode);
+    }
+    /// `forward_single` per level as ONNX nodes: `cls_score_i [B, A, H, W]` objectness logits and
+    /// `bbox_pred_i [B, A·4, H, W]` deltas (the same convolutions on every level).
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+    ) -> Result<OnnxHeadOutputs, ExportError> {
+        let mut out = OnnxHeadOutputs::default();
+        for &x in feats {
+            let y = match &self.rpn_conv {
+                RpnConv::Plain(c) => c.emit_onnx(g, x)?,
+                RpnConv::Stacked(convs) => {
+                    let mut y = x;
+                    for c in convs {
+                        y = c.emit_onnx(g, y)?;
+                    }
+                    y
+                }
+            };
+            let y = g.op("Relu", &[y], vec![]);
+            out.cls_scores.push(self.rpn_cls.emit_onnx(g, y)?);
+            out.bbox_preds.push(self.rpn_reg.emit_onnx(g, y)?);
+        }
+        Ok(out)
+    }
+    /// An RPN on its own gives proposals, not detections: no end-to-end graph.
+    fn onnx_decoder(&self) -> OnnxDecoder {
+        OnnxDecoder::Unsupported("RPNHead on its own (an RPN detector's proposals)")
     }
     /// An RPN on its own (mmdet's `RPN` detector): the proposals, rescaled to the original image,
     /// all labelled 0 (`rpn_head.py:286-292`).

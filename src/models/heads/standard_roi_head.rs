@@ -9,6 +9,10 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::export::onnx::graph::attr_i;
+use crate::export::onnx::{ExportError, OnnxGraph, OnnxRoiOutputs, ValueId};
+use crate::ops::roi_align_onnx::emit_roi_align;
+
 use super::retina_head::delta2bbox;
 use crate::models::component::RoiHead;
 use crate::models::layers::conv_module::Fuse;
@@ -29,6 +33,8 @@ struct Linear {
     weight: Tensor,
     bias: Tensor,
     fused: Option<(Tensor, Tensor)>,
+    /// State-dict prefix (ONNX initializer names).
+    name: String,
 }
 
 impl Linear {
@@ -37,7 +43,14 @@ impl Linear {
             weight: ctx.param("weight", &[cout, cin]),
             bias: ctx.param("bias", &[cout]),
             fused: None,
+            name: ctx.name("weight").trim_end_matches(".weight").to_string(),
         }
+    }
+    /// ONNX `Gemm` with `transB`: `x · weightᵀ + bias`, as `F.linear`.
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<ValueId, ExportError> {
+        let w = g.weight_tensor(&format!("{}.weight", self.name), &self.weight)?;
+        let b = g.weight_tensor(&format!("{}.bias", self.name), &self.bias)?;
+        Ok(g.op("Gemm", &[x, w, b], vec![attr_i("transB", 1)]))
     }
     fn fuse(&mut self, mode: Fuse) {
         self.fused = Some((self.weight.to_kind(mode.kind), self.bias.to_kind(mode.kind)));
@@ -101,6 +114,78 @@ impl SingleRoiExtractor {
         } else {
             lvl.clamp(0.0, top)
         }) as usize
+    }
+
+    /// `forward` as ONNX nodes on `rois [N, 4]` (image 0): `map_roi_levels` as comparisons
+    /// (`floor(log2(v))` clamped to `[0, L-1]` is the count of `l ≥ 1` with `v ≥ 2^l`, no `Log2`
+    /// op needed), then per level the RoIs of that level (`NonZero` + `Gather`) through
+    /// `RoiAlign`, scattered back into their rows (`roi_feats[inds] = roi_feats_t`): each RoI is
+    /// pooled once, from its own level, as upstream.
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+        rois: ValueId,
+    ) -> Result<ValueId, ExportError> {
+        let two = g.const_i64("split", vec![2], &[2, 2]);
+        let halves = g.op_multi(
+            "Split",
+            vec![Some(rois), Some(two)],
+            2,
+            vec![attr_i("axis", 1)],
+        );
+        let wh = g.op("Sub", &[halves[1], halves[0]], vec![]);
+        let one = g.const_i64("split", vec![2], &[1, 1]);
+        let w_h = g.op_multi(
+            "Split",
+            vec![Some(wh), Some(one)],
+            2,
+            vec![attr_i("axis", 1)],
+        );
+        // `sqrt((x2 - x1) * (y2 - y1)) / finest_scale + 1e-6`, float32.
+        let area = g.op("Mul", &[w_h[0], w_h[1]], vec![]);
+        let scale = g.op("Sqrt", &[area], vec![]);
+        let fs = g.const_f32("finest_scale", vec![], &[self.finest_scale]);
+        let v = g.op("Div", &[scale, fs], vec![]);
+        let eps = g.const_f32("eps", vec![], &[1e-6]);
+        let v = g.op("Add", &[v, eps], vec![]);
+        let flat = g.const_i64("shape", vec![1], &[-1]);
+        let v = g.op("Reshape", &[v, flat], vec![]);
+        let mut level = g.const_i64("level", vec![], &[0]);
+        for l in 1..self.layers.len() {
+            let bound = g.const_f32("level_bound", vec![], &[(1u64 << l) as f32]);
+            let ge = g.op("GreaterOrEqual", &[v, bound], vec![]);
+            let ge = g.op(
+                "Cast",
+                &[ge],
+                vec![attr_i(
+                    "to",
+                    i64::from(crate::export::onnx::proto::data_type::INT64),
+                )],
+            );
+            level = g.op("Add", &[level, ge], vec![]);
+        }
+        let (ph, pw) = self.layers[0].output_size;
+        let n = g.op("Shape", &[rois], vec![attr_i("end", 1)]);
+        let rest = g.const_i64("shape", vec![3], &[self.out_channels, ph, pw]);
+        let shape = g.op("Concat", &[n, rest], vec![attr_i("axis", 0)]);
+        let zero = g.const_f32("zero", vec![], &[0.0]);
+        let mut out = g.op("Expand", &[zero, shape], vec![]);
+        let zero_i = g.const_i64("zero", vec![], &[0]);
+        for (l, cfg) in self.layers.iter().enumerate() {
+            let id = g.const_i64("level", vec![], &[l as i64]);
+            let is_l = g.op("Equal", &[level, id], vec![]);
+            let nz = g.op("NonZero", &[is_l], vec![]);
+            let inds = g.op("Reshape", &[nz, flat], vec![]);
+            let level_rois = g.op("Gather", &[rois, inds], vec![attr_i("axis", 0)]);
+            // Batch 1: every RoI reads image 0.
+            let batch = g.op("Mul", &[inds, zero_i], vec![]);
+            let pooled = emit_roi_align(g, feats[l], level_rois, batch, cfg)?;
+            let col = g.const_i64("shape", vec![1], &[1]);
+            let rows = g.op("Unsqueeze", &[inds, col], vec![]);
+            out = g.op("ScatterND", &[out, rows, pooled], vec![]);
+        }
+        Ok(out)
     }
 
     /// `forward(feats[:num_inputs], rois)`: `(K, out_channels, ph, pw)` in the features' kind.
@@ -218,6 +303,29 @@ impl FcBBoxHead {
         Ok((self.fc_cls.forward(&x_cls)?, self.fc_reg.forward(&x_reg)?))
     }
 
+    /// `forward` as ONNX nodes: `Flatten`, the fully connected layers (`Gemm`) with `Relu`.
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: ValueId) -> Result<(ValueId, ValueId), ExportError> {
+        let mut x = g.op("Flatten", &[x], vec![attr_i("axis", 1)]);
+        for fc in &self.shared_fcs {
+            let y = fc.emit_onnx(g, x)?;
+            x = g.op("Relu", &[y], vec![]);
+        }
+        let mut x_cls = x;
+        for fc in &self.cls_fcs {
+            let y = fc.emit_onnx(g, x_cls)?;
+            x_cls = g.op("Relu", &[y], vec![]);
+        }
+        let mut x_reg = x;
+        for fc in &self.reg_fcs {
+            let y = fc.emit_onnx(g, x_reg)?;
+            x_reg = g.op("Relu", &[y], vec![]);
+        }
+        Ok((
+            self.fc_cls.emit_onnx(g, x_cls)?,
+            self.fc_reg.emit_onnx(g, x_reg)?,
+        ))
+    }
+
     fn fuse(&mut self, mode: Fuse) {
         self.fc_cls.fuse(mode);
         self.fc_reg.fuse(mode);
@@ -271,6 +379,35 @@ impl RoiHead for StandardRoiHead {
     }
     fn fuse(&mut self, mode: Fuse) {
         self.bbox_head.fuse(mode);
+    }
+
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+        rois: ValueId,
+    ) -> Result<OnnxRoiOutputs, ExportError> {
+        if feats.len() < self.num_inputs() {
+            return Err(ExportError::unsupported(
+                format!(
+                    "a RoI extractor reading {} levels from {} features",
+                    self.num_inputs(),
+                    feats.len()
+                ),
+                "RoI head",
+            ));
+        }
+        let pooled = self
+            .extractor
+            .emit_onnx(g, &feats[..self.num_inputs()], rois)?;
+        let (cls_score, bbox_pred) = self.bbox_head.emit_onnx(g, pooled)?;
+        Ok(OnnxRoiOutputs {
+            cls_score,
+            bbox_pred,
+            num_classes: self.bbox_head.num_classes,
+            class_agnostic: self.bbox_head.class_agnostic,
+            coder: self.bbox_head.coder.clone(),
+        })
     }
 
     fn predict(

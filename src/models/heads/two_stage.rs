@@ -7,6 +7,8 @@
 
 use tch::Tensor;
 
+use crate::export::onnx::{ExportError, OnnxDecoder, OnnxGraph, OnnxHeadOutputs, ValueId};
+
 use super::rpn_head::RpnHead;
 use crate::models::component::{build_roi_head, DenseHead, Flavour, HeadOutputs, RoiHead};
 use crate::models::layers::conv_module::Fuse;
@@ -87,6 +89,29 @@ impl DenseHead for TwoStageHead {
     fn fuse(&mut self, mode: Fuse) {
         self.rpn.fuse(mode);
         self.roi.fuse(mode);
+    }
+    /// The RPN's nodes (`rpn_head.emit_onnx`), with the neck's features kept for the RoI head.
+    fn emit_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        feats: &[ValueId],
+    ) -> Result<OnnxHeadOutputs, ExportError> {
+        let mut out = self.rpn.emit_onnx(g, feats)?;
+        out.features = feats.to_vec();
+        Ok(out)
+    }
+    /// Proposals from the RPN's anchors (`crate::export::onnx::two_stage` builds the rest).
+    fn onnx_decoder(&self) -> OnnxDecoder {
+        match self.rpn.onnx_anchors() {
+            Some((rpn_base, rpn_coder)) => OnnxDecoder::TwoStage {
+                rpn_base,
+                rpn_coder,
+            },
+            None => OnnxDecoder::Unsupported("RPNHead with use_sigmoid=False (softmax scores)"),
+        }
+    }
+    fn onnx_roi_head(&self) -> Option<&dyn RoiHead> {
+        Some(self.roi.as_ref())
     }
     /// `test_cfg.rpn` is read from `cfg` (the detector's whole `test_cfg`).
     fn proposals(

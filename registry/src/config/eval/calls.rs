@@ -218,7 +218,9 @@ impl Interp<'_> {
                 match &args[0] {
                     Obj::Int(i) => Ok(Obj::Int(*i)),
                     Obj::Bool(b) => Ok(Obj::Int(*b as i64)),
-                    Obj::Float(f) if f.is_finite() => Ok(Obj::Int(f.trunc() as i64)),
+                    Obj::Float(f) if f.is_finite() => float_to_int(f.trunc())
+                        .map(Obj::Int)
+                        .ok_or_else(|| self.overflow(e)),
                     Obj::Str(s) => s.trim().parse::<i64>().map(Obj::Int).map_err(|_| {
                         self.err(
                             e,
@@ -269,20 +271,7 @@ impl Interp<'_> {
             }
             "round" => {
                 self.arity(e, name, &args, &kwargs, 1, 2)?;
-                match (&args[0], args.get(1)) {
-                    (Obj::Int(i), _) => Ok(Obj::Int(*i)),
-                    (Obj::Float(f), None) => Ok(Obj::Int(round_half_even(*f) as i64)),
-                    (Obj::Float(f), Some(Obj::Int(n))) => {
-                        // Python rounds the exact decimal value; formatting with the precision does the same.
-                        let s = format!("{:.*}", (*n).max(0) as usize, f);
-                        Ok(Obj::Float(s.parse().unwrap_or(*f)))
-                    }
-                    (other, _) => Err(self.err(
-                        e,
-                        "TypeError",
-                        format!("type {} doesn't define __round__", other.type_name()),
-                    )),
-                }
+                self.py_round(e, &args[0], args.get(1))
             }
             "abs" => {
                 self.arity(e, name, &args, &kwargs, 1, 1)?;
@@ -375,12 +364,40 @@ impl Interp<'_> {
                         ))
                     }
                 };
+                // CPython's errors where the float result would be NaN, infinite or beyond the
+                // integers (a cast would saturate: silent wrong values).
+                let domain = || self.err(e, "ValueError", "math domain error");
                 Ok(match name {
+                    "math.sqrt" if x < 0.0 => return Err(domain()),
                     "math.sqrt" => Obj::Float(x.sqrt()),
-                    "math.ceil" => Obj::Int(x.ceil() as i64),
-                    "math.floor" => Obj::Int(x.floor() as i64),
+                    "math.ceil" | "math.floor" => {
+                        if x.is_nan() {
+                            return Err(self.err(
+                                e,
+                                "ValueError",
+                                "cannot convert float NaN to integer",
+                            ));
+                        }
+                        if x.is_infinite() {
+                            return Err(self.err(
+                                e,
+                                "OverflowError",
+                                "cannot convert float infinity to integer",
+                            ));
+                        }
+                        let r = if name == "math.ceil" {
+                            x.ceil()
+                        } else {
+                            x.floor()
+                        };
+                        Obj::Int(float_to_int(r).ok_or_else(|| self.overflow(e))?)
+                    }
+                    "math.log" | "math.log2" if x <= 0.0 => return Err(domain()),
                     "math.log" => Obj::Float(x.ln()),
                     "math.log2" => Obj::Float(x.log2()),
+                    _ if x.is_finite() && x.exp().is_infinite() => {
+                        return Err(self.err(e, "OverflowError", "math range error"))
+                    }
                     _ => Obj::Float(x.exp()),
                 })
             }
@@ -402,6 +419,137 @@ impl Interp<'_> {
                 Ok(Obj::Str(out))
             }
             other => Err(self.unsupported(e, format!("call of '{other}'"))),
+        }
+    }
+}
+
+/// `int(f)` of an integer-valued float: `None` outside the 64-bit range (a cast would saturate:
+/// a silent wrong value).
+fn float_to_int(f: f64) -> Option<i64> {
+    // 2^63 is exact in f64; every float below it in magnitude converts exactly.
+    (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0)
+        .contains(&f)
+        .then_some(f as i64)
+}
+
+/// Python's `ndigits` limits for floats (`Objects/floatobject.c`: `NDIGITS_MAX`/`NDIGITS_MIN`):
+/// beyond them every digit is kept, or none is.
+const NDIGITS_MAX: i64 = 323;
+const NDIGITS_MIN: i64 = -308;
+
+/// `round(x, -k)` for `1 <= k <= 308` (`float.__round__`): the exact decimal value of `x`
+/// rounded half to even at `10^k`, then the nearest float (CPython's `_Py_dg_dtoa` mode 3 and
+/// `strtod`). Works on the digits: an integer-valued float prints exactly.
+fn round_float_to_tens(x: f64, k: usize) -> f64 {
+    let digits = format!("{:.0}", x.abs().trunc());
+    let padded = format!("{digits:0>w$}", w = k + 1);
+    let (head, tail) = padded.split_at(padded.len() - k);
+    let half = format!("5{}", "0".repeat(k - 1));
+    let exact_tail = x.fract() == 0.0;
+    let odd = head.bytes().last().is_some_and(|d| (d - b'0') % 2 == 1);
+    let up = tail > half.as_str() || (tail == half && (!exact_tail || odd));
+    let mut head = head.as_bytes().to_vec();
+    if up {
+        // Decimal increment of the head.
+        let mut i = head.len();
+        loop {
+            if i == 0 {
+                head.insert(0, b'1');
+                break;
+            }
+            i -= 1;
+            if head[i] == b'9' {
+                head[i] = b'0';
+            } else {
+                head[i] += 1;
+                break;
+            }
+        }
+    }
+    let text = format!("{}{}", String::from_utf8_lossy(&head), "0".repeat(k));
+    let v: f64 = text.parse().unwrap_or(f64::INFINITY);
+    if x.is_sign_negative() {
+        -v
+    } else {
+        v
+    }
+}
+
+impl Interp<'_> {
+    /// `round(x[, ndigits])` as CPython: an int without `ndigits` (or `None`), else the type of
+    /// `x`; half to even on the exact value; negative `ndigits` round to tens, hundreds, ...
+    /// (a fuzzing finding: `round(.3, 211111)` panicked formatting the precision, and negative
+    /// `ndigits` were taken as 0, a silent wrong value).
+    fn py_round(&self, e: &Expr, x: &Obj, ndigits: Option<&Obj>) -> R<Obj> {
+        let n = match ndigits {
+            None | Some(Obj::None) => None,
+            Some(Obj::Int(n)) => Some(*n),
+            Some(Obj::Bool(b)) => Some(i64::from(*b)),
+            Some(other) => {
+                return Err(self.err(
+                    e,
+                    "TypeError",
+                    format!(
+                        "'{}' object cannot be interpreted as an integer",
+                        other.type_name()
+                    ),
+                ))
+            }
+        };
+        match (x, n) {
+            (Obj::Bool(b), n) => {
+                self.py_round(e, &Obj::Int(i64::from(*b)), n.map(Obj::Int).as_ref())
+            }
+            (Obj::Int(i), None) => Ok(Obj::Int(*i)),
+            (Obj::Int(i), Some(n)) if n >= 0 => Ok(Obj::Int(*i)),
+            (Obj::Int(i), Some(n)) => {
+                // long_round: floor divmod by 10^k, then half to even.
+                let k = n.unsigned_abs();
+                if k > 19 {
+                    return Ok(Obj::Int(0));
+                }
+                let p = 10i128.pow(k as u32);
+                let (mut q, r) = (i128::from(*i).div_euclid(p), i128::from(*i).rem_euclid(p));
+                if 2 * r > p || (2 * r == p && q % 2 != 0) {
+                    q += 1;
+                }
+                i64::try_from(q * p)
+                    .map(Obj::Int)
+                    .map_err(|_| self.overflow(e))
+            }
+            (Obj::Float(f), None) => {
+                if f.is_nan() {
+                    return Err(self.err(e, "ValueError", "cannot convert float NaN to integer"));
+                }
+                if f.is_infinite() {
+                    return Err(self.err(
+                        e,
+                        "OverflowError",
+                        "cannot convert float infinity to integer",
+                    ));
+                }
+                float_to_int(round_half_even(*f))
+                    .map(Obj::Int)
+                    .ok_or_else(|| self.overflow(e))
+            }
+            (Obj::Float(f), Some(_)) if !f.is_finite() => Ok(Obj::Float(*f)),
+            (Obj::Float(f), Some(n)) if n > NDIGITS_MAX => Ok(Obj::Float(*f)),
+            (Obj::Float(f), Some(n)) if n < NDIGITS_MIN => Ok(Obj::Float(0.0 * f)),
+            (Obj::Float(f), Some(n)) if n >= 0 => {
+                // Formatting with the precision rounds the exact decimal value half to even,
+                // as CPython does; the precision is at most NDIGITS_MAX here.
+                let s = format!("{:.*}", n as usize, f);
+                Ok(Obj::Float(s.parse().unwrap_or(*f)))
+            }
+            (Obj::Float(f), Some(n)) => Ok(Obj::Float(round_float_to_tens(
+                *f,
+                n.unsigned_abs() as usize,
+            ))),
+            (other, _) => Err(self.err(
+                e,
+                "TypeError",
+                format!("type {} doesn't define __round__", other.type_name()),
+            )),
         }
     }
 }

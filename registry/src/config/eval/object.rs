@@ -243,7 +243,9 @@ pub(crate) fn config_update(d: &DictRef, other: IndexMap<Key, Obj>) {
                 }
             }
             _ => {
-                d.borrow_mut().map.insert(k, hook(&v));
+                // Hooked before `d` is borrowed for writing: `v` may hold `d` itself.
+                let v = hook(&v);
+                d.borrow_mut().map.insert(k, v);
             }
         }
     }

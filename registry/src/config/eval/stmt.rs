@@ -189,7 +189,12 @@ impl Interp<'_> {
                 let obj = self.eval(&a.value)?;
                 match &obj {
                     Obj::Dict(d) if d.borrow().config => {
-                        d.borrow_mut().map.insert(skey(a.attr.as_str()), hook(&v));
+                        // Hooked before the dict is borrowed for writing: the value may hold
+                        // the dict itself (`p[0].s = dict(e=p)`; `_hook` keeps a ConfigDict as
+                        // it is, a cycle as in mmengine). A fuzzing finding: the nested borrow
+                        // panicked.
+                        let v = hook(&v);
+                        d.borrow_mut().map.insert(skey(a.attr.as_str()), v);
                         Ok(())
                     }
                     _ => Err(self.err(
@@ -215,10 +220,9 @@ impl Interp<'_> {
                                 format!("unhashable type: '{}'", idx.type_name()),
                             )
                         })?;
-                        let config = d.borrow().config;
-                        d.borrow_mut()
-                            .map
-                            .insert(k, if config { hook(&v) } else { v });
+                        // Hooked first, as for attributes: `v` may hold `d`.
+                        let v = if d.borrow().config { hook(&v) } else { v };
+                        d.borrow_mut().map.insert(k, v);
                         Ok(())
                     }
                     Obj::List(l) => {
