@@ -227,6 +227,8 @@ pub(crate) struct BudgetGuard;
 
 impl Drop for BudgetGuard {
     fn drop(&mut self) {
+        // The load is over: free what reference cycles would keep alive (object.rs).
+        super::object::release_containers();
         BUDGET.with(|b| *b.borrow_mut() = None);
         STEPS_LEFT.with(|c| c.set(u64::MAX));
         MAX_DEPTH.with(|c| c.set(Limits::default().depth));

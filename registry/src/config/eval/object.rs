@@ -1,7 +1,7 @@
 //! The evaluator's value model: Python objects, `ConfigDict` hooks, copies and equality.
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use indexmap::IndexMap;
 
@@ -45,12 +45,65 @@ pub(crate) enum Obj {
     Method(Box<Obj>, String),
 }
 
+/// Every list and dict made on this thread during a load, held weakly. `Rc` has no counterpart
+/// of Python's cycle collector, so a container that holds itself (`a.append(a)`,
+/// `p[0].s = dict(e=p)`, both valid mmengine configs) would never be freed: a fuzzing finding
+/// (LeakSanitizer on the `config_py` corpus). [`release_containers`] empties those still alive
+/// when the load ends. Dead entries are pruned as the list grows, so it holds about as many
+/// entries as there are live containers.
+#[derive(Default)]
+struct Containers {
+    lists: Vec<Weak<RefCell<Vec<Obj>>>>,
+    dicts: Vec<Weak<RefCell<PyDict>>>,
+    prune_at: usize,
+}
+
+thread_local! {
+    static CONTAINERS: RefCell<Containers> = RefCell::new(Containers::default());
+}
+
+fn track(f: impl FnOnce(&mut Containers)) {
+    CONTAINERS.with(|c| {
+        let mut c = c.borrow_mut();
+        f(&mut c);
+        if c.lists.len() + c.dicts.len() >= c.prune_at.max(4096) {
+            c.lists.retain(|w| w.strong_count() > 0);
+            c.dicts.retain(|w| w.strong_count() > 0);
+            c.prune_at = 2 * (c.lists.len() + c.dicts.len());
+        }
+    });
+}
+
+/// Breaks every reference cycle among this thread's containers by emptying those still alive
+/// (called when a load ends, after its result was converted to plain values). All are upgraded
+/// first, so emptying one only decrements its children's counts: nothing is freed recursively
+/// until the end, when every container is already empty.
+pub(crate) fn release_containers() {
+    let Containers { lists, dicts, .. } = CONTAINERS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    let lists: Vec<ListRef> = lists.iter().filter_map(Weak::upgrade).collect();
+    let dicts: Vec<DictRef> = dicts.iter().filter_map(Weak::upgrade).collect();
+    let mut contents = Vec::new();
+    for l in &lists {
+        contents.push(std::mem::take(&mut *l.borrow_mut()));
+    }
+    let mut maps = Vec::new();
+    for d in &dicts {
+        maps.push(std::mem::take(&mut d.borrow_mut().map));
+    }
+    drop(contents);
+    drop(maps);
+}
+
 pub(crate) fn new_dict(map: IndexMap<Key, Obj>, config: bool) -> Obj {
-    Obj::Dict(Rc::new(RefCell::new(PyDict { map, config })))
+    let d = Rc::new(RefCell::new(PyDict { map, config }));
+    track(|c| c.dicts.push(Rc::downgrade(&d)));
+    Obj::Dict(d)
 }
 
 pub(crate) fn new_list(v: Vec<Obj>) -> Obj {
-    Obj::List(Rc::new(RefCell::new(v)))
+    let l = Rc::new(RefCell::new(v));
+    track(|c| c.lists.push(Rc::downgrade(&l)));
+    Obj::List(l)
 }
 
 impl Obj {
@@ -303,5 +356,36 @@ pub(super) fn num_or_str_cmp(a: &Obj, b: &Obj) -> Option<std::cmp::Ordering> {
     match (a, b) {
         (Obj::Str(x), Obj::Str(y)) => Some(x.cmp(y)),
         _ => num(a)?.partial_cmp(&num(b)?),
+    }
+}
+
+#[cfg(test)]
+mod cycle_tests {
+    use super::*;
+
+    /// `a = []; a.append(a); d = dict(a=a); d['d'] = d`: both cycles are freed at the end of the
+    /// load (before [`release_containers`] they would outlive it: `Rc` does not collect cycles).
+    #[test]
+    fn release_containers_frees_self_referencing_lists_and_dicts() {
+        let (weak_list, weak_dict) = {
+            let Obj::List(a) = new_list(Vec::new()) else {
+                unreachable!()
+            };
+            a.borrow_mut().push(Obj::List(a.clone()));
+            let Obj::Dict(d) = new_dict(IndexMap::new(), false) else {
+                unreachable!()
+            };
+            d.borrow_mut()
+                .map
+                .insert(Key::Str("a".into()), Obj::List(a.clone()));
+            d.borrow_mut()
+                .map
+                .insert(Key::Str("d".into()), Obj::Dict(d.clone()));
+            (Rc::downgrade(&a), Rc::downgrade(&d))
+        };
+        assert!(weak_list.upgrade().is_some() && weak_dict.upgrade().is_some());
+        release_containers();
+        assert!(weak_list.upgrade().is_none(), "the list's cycle is freed");
+        assert!(weak_dict.upgrade().is_none(), "the dict's cycle is freed");
     }
 }

@@ -1,2 +1,0 @@
-default_scope = 'mmdet'
-custom_imports = dict(imports=['mmdet.models'], allow_failed_imports=False)

@@ -1,2 +1,0 @@
-_base_ = './cycle_b.py'
-a = 1

@@ -1,2 +1,0 @@
-_base_ = './cycle_a.py'
-b = 1

@@ -1,1 +1,0 @@
-_base_ = ['../base_c.py', '../base_c.py']

@@ -1,2 +1,0 @@
-_base_ = '../base_a.py'
-max_epochs = dict(value=3)

@@ -1,1 +1,0 @@
-_base_ = 'mmcls::_base_/models/resnet18.py'

@@ -1,4 +1,0 @@
-# syntax error
-model = dict(
-    type="X",
-    depth=50 50)

@@ -1,2 +1,0 @@
-depth = 50
-model = dict(depth=dept)
