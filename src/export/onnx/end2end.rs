@@ -625,14 +625,8 @@ pub fn emit(
     let boxes = meta.rescale(g, boxes);
     let mask = if min_size_zero {
         // (x2 - x1) > 0 and (y2 - y1) > 0, on the boxes before the (positive) rescale.
-        let two = i64s(g, &[2, 2]);
-        let halves = g.op_multi(
-            "Split",
-            vec![Some(boxes), Some(two)],
-            2,
-            vec![attr_i("axis", 2)],
-        );
-        let wh = g.op("Sub", &[halves[1], halves[0]], vec![]);
+        let (lo, hi) = split_pairs(g, boxes);
+        let wh = g.op("Sub", &[hi, lo], vec![]);
         let zero = g.const_f32("zero", vec![], &[0.0]);
         let pos = g.op("Greater", &[wh, zero], vec![]);
         let pos = g.op(

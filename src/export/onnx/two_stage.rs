@@ -27,7 +27,7 @@
 
 use super::end2end::{
     apply_deltas, delta_boxes, denormalise_deltas, flatten_anchors, gather_rows, i64s, nms_kept,
-    reduce_max, top_candidates, top_k_of, LevelShape, OnnxDecoder, NOT_A_CANDIDATE,
+    reduce_max, split_pairs, top_candidates, top_k_of, LevelShape, OnnxDecoder, NOT_A_CANDIDATE,
 };
 use super::graph::{attr_i, attr_ints, Dim, OnnxGraph, ValueId};
 use super::per_image::{self, PerImage};
@@ -310,14 +310,8 @@ fn proposals(
     // `if cfg.get('min_bbox_size', -1) >= 0`: `w > m & h > m` (`rescale=False`: input pixels).
     let mask = match cfg.min_bbox_size.filter(|&m| m >= 0.0) {
         Some(m) => {
-            let two = i64s(g, &[2, 2]);
-            let halves = g.op_multi(
-                "Split",
-                vec![Some(boxes), Some(two)],
-                2,
-                vec![attr_i("axis", 2)],
-            );
-            let wh = g.op("Sub", &[halves[1], halves[0]], vec![]);
+            let (lo, hi) = split_pairs(g, boxes);
+            let wh = g.op("Sub", &[hi, lo], vec![]);
             let m = g.const_f32("min_bbox_size", vec![], &[m as f32]);
             let big = g.op("Greater", &[wh, m], vec![]);
             let big = cast(g, big, data_type::INT32);
