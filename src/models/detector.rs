@@ -367,6 +367,20 @@ impl Detector {
             Some(n) => n.emit_onnx(g, &feats).map_err(|e| e.within(&names[1]))?,
             None => feats,
         };
+        // Every head emits one group of outputs per prior stride. `validate` checked the neck's
+        // declared levels against the strides; this checks what the emitters returned, once for
+        // every head, so that no head indexes its per-level modules past the features given.
+        let levels = self.strides.len();
+        if feats.len() != levels {
+            return Err(crate::export::onnx::ExportError::InvalidOption {
+                option: "--input-size",
+                message: format!(
+                    "{}: {} feature levels for {levels} prior strides",
+                    names[2],
+                    feats.len()
+                ),
+            });
+        }
         self.net
             .head
             .emit_onnx(g, &feats)

@@ -51,10 +51,6 @@ pub(crate) fn take(g: &mut OnnxGraph, x: ValueId, axis: i64, indices: &[i64]) ->
     g.op("Gather", &[x, i], vec![attr_i("axis", axis)])
 }
 
-fn cast(g: &mut OnnxGraph, x: ValueId, to: i32) -> ValueId {
-    g.op("Cast", &[x], vec![attr_i("to", i64::from(to))])
-}
-
 /// `0, 1, …, n − 1` as float32 for dimension `axis` of `shape`: the cumulative sum of ones
 /// (`ConstantOfShape` + `CumSum`; tract 0.22 cannot type a `Range` whose limit comes from
 /// `Shape`). Exact: small integers.
@@ -152,7 +148,7 @@ impl DeformSampling {
         let half = g.half();
         let f32_of = |g: &mut OnnxGraph, v: ValueId| {
             if half {
-                cast(g, v, data_type::FLOAT)
+                g.cast(v, data_type::FLOAT)
             } else {
                 v
             }
@@ -235,7 +231,7 @@ impl DeformSampling {
         let images = arange(g, in_shape, 0);
         let hw = g.op("Mul", &[hf, wf], vec![]);
         let start = g.op("Mul", &[images, hw], vec![]);
-        let start = cast(g, start, data_type::INT64);
+        let start = g.cast(start, data_type::INT64);
         let shape = g.const_i64("shape", vec![4], &[-1, 1, 1, 1]);
         let start = g.op("Reshape", &[start, shape], vec![]);
         let zero_f = zero;
@@ -253,11 +249,11 @@ impl DeformSampling {
         .map(|(idx, oy, ox, wy, wx)| {
             let ok = g.op("And", &[oy, ox], vec![]);
             let idx = g.op("Where", &[ok, idx, zero_f], vec![]);
-            let idx = cast(g, idx, data_type::INT64);
+            let idx = g.cast(idx, data_type::INT64);
             let idx = g.op("Add", &[idx, start], vec![]);
             let wgt = g.op("Mul", &[wy, wx], vec![]);
             let wgt = g.op("Where", &[ok, wgt, zero_f], vec![]);
-            let wgt = if half { cast(g, wgt, act) } else { wgt };
+            let wgt = if half { g.cast(wgt, act) } else { wgt };
             // `[B, Ho, Wo, K, 1]`: broadcast over the gathered channels.
             let ax = g.const_i64("axes", vec![1], &[4]);
             let wgt = g.op("Unsqueeze", &[wgt, ax], vec![]);

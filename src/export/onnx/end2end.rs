@@ -33,6 +33,7 @@
 use super::end2end_mmdet;
 use super::end2end_yolo;
 use super::graph::{attr_i, Dim, OnnxGraph, ValueId};
+use super::nms::batched_nms;
 use super::per_image::{self, PerImage};
 use super::{ExportError, OnnxHeadOutputs};
 use crate::models::{Detector, Flavour};
@@ -214,6 +215,29 @@ pub(super) fn split_pairs(g: &mut OnnxGraph, x: ValueId) -> (ValueId, ValueId) {
     (h[0], h[1])
 }
 
+/// `x2 - x1 > m and y2 - y1 > m` for each box of `boxes [B, N, 4]`, as bool `[B, N]`: mmdet's
+/// positive-size filter in `_bbox_post_process` (`m = 0`) and the RPN's `min_bbox_size`
+/// (`two_stage.rs`).
+pub(super) fn both_sides_above(g: &mut OnnxGraph, boxes: ValueId, m: f32) -> ValueId {
+    let (lo, hi) = split_pairs(g, boxes);
+    let wh = g.op("Sub", &[hi, lo], vec![]);
+    let m = g.const_f32("min_size", vec![], &[m]);
+    let above = g.op("Greater", &[wh, m], vec![]);
+    // ReduceMin has no bool kernel: through int32.
+    let above = g.cast(above, super::proto::data_type::INT32);
+    let both = if g.opset() >= 18 {
+        let axes = i64s(g, &[2]);
+        g.op("ReduceMin", &[above, axes], vec![attr_i("keepdims", 0)])
+    } else {
+        g.op(
+            "ReduceMin",
+            &[above],
+            vec![super::graph::attr_ints("axes", &[2]), attr_i("keepdims", 0)],
+        )
+    };
+    g.cast(both, super::proto::data_type::BOOL)
+}
+
 /// `[xy - wh / 2, xy + wh / 2]` on the last axis.
 pub(super) fn corners(g: &mut OnnxGraph, xy: ValueId, wh: ValueId) -> ValueId {
     let two = g.const_f32("two", vec![], &[2.0]);
@@ -298,38 +322,6 @@ pub(super) fn apply_deltas(
     let e = g.op("Exp", &[dwh], vec![]);
     let gwh = g.op("Mul", &[sizes, e], vec![]);
     (gxy, gwh)
-}
-
-/// `NonMaxSuppression` of `boxes [B, K, 4]` with `scores [B, rows, K]` (strict `iou > thr`, as
-/// mmcv's `nms`), as `values [B, K]` where kept and `NOT_A_CANDIDATE` elsewhere.
-pub(super) fn nms_kept(
-    g: &mut OnnxGraph,
-    iou_threshold: f32,
-    boxes: ValueId,
-    scores: ValueId,
-    values: ValueId,
-) -> ValueId {
-    let k_total = g.const_i64(
-        "max_output_boxes_per_class",
-        vec![1],
-        &[i64::from(i32::MAX)],
-    );
-    let iou = g.const_f32("iou_threshold", vec![1], &[iou_threshold]);
-    // Half-way between NOT_A_CANDIDATE and the lowest sigmoid score.
-    let sthr = g.const_f32("nms_score_threshold", vec![1], &[NOT_A_CANDIDATE / 2.0]);
-    let sel = g.op(
-        "NonMaxSuppression",
-        &[boxes, scores, k_total, iou, sthr],
-        vec![attr_i("center_point_box", 0)],
-    );
-    // [M, 3] (image, row, candidate) → keep the image's candidate scores, others -1.
-    let cols = g.const_i64("image_and_candidate", vec![2], &[0, 2]);
-    let bk = g.op("Gather", &[sel, cols], vec![attr_i("axis", 1)]);
-    let upd = g.op("GatherND", &[values, bk], vec![]);
-    let shape = g.op("Shape", &[values], vec![]);
-    let not_cand = g.const_f32("not_a_candidate", vec![], &[NOT_A_CANDIDATE]);
-    let fill = g.op("Expand", &[not_cand, shape], vec![]);
-    g.op("ScatterND", &[fill, bk, upd], vec![])
 }
 
 /// Top `k` of `scores [B, M]` (sorted), their values, indices and the `> score_thr` mask.
@@ -625,95 +617,13 @@ pub fn emit(
     let boxes = meta.rescale(g, boxes);
     let mask = if min_size_zero {
         // (x2 - x1) > 0 and (y2 - y1) > 0, on the boxes before the (positive) rescale.
-        let (lo, hi) = split_pairs(g, boxes);
-        let wh = g.op("Sub", &[hi, lo], vec![]);
-        let zero = g.const_f32("zero", vec![], &[0.0]);
-        let pos = g.op("Greater", &[wh, zero], vec![]);
-        let pos = g.op(
-            "Cast",
-            &[pos],
-            vec![attr_i("to", i64::from(super::proto::data_type::INT32))],
-        );
-        let axes = i64s(g, &[2]);
-        let both = if g.opset() >= 18 {
-            g.op("ReduceMin", &[pos, axes], vec![attr_i("keepdims", 0)])
-        } else {
-            g.op(
-                "ReduceMin",
-                &[pos],
-                vec![super::graph::attr_ints("axes", &[2]), attr_i("keepdims", 0)],
-            )
-        };
-        let both = g.op(
-            "Cast",
-            &[both],
-            vec![attr_i("to", i64::from(super::proto::data_type::BOOL))],
-        );
+        let both = both_sides_above(g, boxes, 0.0);
         g.op("And", &[mask, both], vec![])
     } else {
         mask
     };
-    let not_cand = g.const_f32("not_a_candidate", vec![], &[NOT_A_CANDIDATE]);
-    let values = g.op("Where", &[mask, values, not_cand], vec![]);
     let nms_cfg = cfg.nms.as_ref();
-    let k_axes = i64s(g, &[2]);
-    let mask3 = g.op("Unsqueeze", &[mask, k_axes], vec![]);
-    // mmcv batched_nms: boxes + label * (max over the candidates' coordinates + 1).
-    let nms_boxes = match nms_cfg {
-        Some(n) if !n.class_agnostic => {
-            let ninf = g.const_f32("minus_inf", vec![], &[f32::NEG_INFINITY]);
-            let masked = g.op("Where", &[mask3, boxes, ninf], vec![]);
-            let maxc = reduce_max(g, masked, &[1, 2]);
-            let one = g.const_f32("one", vec![], &[1.0]);
-            let step = g.op("Add", &[maxc, one], vec![]);
-            let lf = g.op(
-                "Cast",
-                &[labels],
-                vec![attr_i("to", i64::from(super::proto::data_type::FLOAT))],
-            );
-            let lf = g.op("Unsqueeze", &[lf, k_axes], vec![]);
-            let off = g.op("Mul", &[lf, step], vec![]);
-            g.op("Add", &[boxes, off], vec![])
-        }
-        _ => boxes,
-    };
-    let kept = match nms_cfg {
-        Some(n) => {
-            // mmcv batched_nms below `split_thr` boxes: one NMS over all (offset) boxes, as one
-            // class row [B, 1, K].
-            let one_axis = i64s(g, &[1]);
-            let all = g.op("Unsqueeze", &[values, one_axis], vec![]);
-            let single = nms_kept(g, n.iou_threshold, nms_boxes, all, values);
-            if k_cands < n.split_thr as i64 {
-                single
-            } else {
-                // From `split_thr` boxes on: one NMS per class (`for id in torch.unique(idxs)`),
-                // a candidate's score in its class row [B, C, K]; chosen per image by its count.
-                let classes: Vec<i64> = (0..c).collect();
-                let class_ids = g.const_i64("class_ids", vec![1, 1, c], &classes);
-                let l3 = g.op("Unsqueeze", &[labels, k_axes], vec![]);
-                let is_class = g.op("Equal", &[l3, class_ids], vec![]);
-                let v3 = g.op("Unsqueeze", &[values, k_axes], vec![]);
-                let per_class = g.op("Where", &[is_class, v3, not_cand], vec![]);
-                let per_class = g.op(
-                    "Transpose",
-                    &[per_class],
-                    vec![super::graph::attr_ints("perm", &[0, 2, 1])],
-                );
-                let split = nms_kept(g, n.iou_threshold, nms_boxes, per_class, values);
-                let m = g.op(
-                    "Cast",
-                    &[mask],
-                    vec![attr_i("to", i64::from(super::proto::data_type::INT64))],
-                );
-                let count = g.op("ReduceSum", &[m, one_axis], vec![attr_i("keepdims", 1)]);
-                let thr = g.const_i64("split_thr", vec![], &[n.split_thr as i64]);
-                let below = g.op("Less", &[count, thr], vec![]);
-                g.op("Where", &[below, single, split], vec![])
-            }
-        }
-        None => values,
-    };
+    let kept = batched_nms(g, (boxes, values, labels, Some(mask)), c, k_cands, nms_cfg);
     // max_per_img (and mmcv's max_num, applied first with the same order) by descending score.
     let k_out = match nms_cfg.and_then(|n| n.max_num) {
         Some(m) => max_per_img.min(m as i64),
@@ -726,11 +636,7 @@ pub fn emit(
         // is computed in the graph.
         let kept_mask = g.const_f32("kept_threshold", vec![], &[NOT_A_CANDIDATE / 2.0]);
         let is_kept = g.op("Greater", &[kept, kept_mask], vec![]);
-        let is_kept = g.op(
-            "Cast",
-            &[is_kept],
-            vec![attr_i("to", i64::from(super::proto::data_type::INT64))],
-        );
+        let is_kept = g.cast(is_kept, super::proto::data_type::INT64);
         let ax1 = i64s(g, &[1]);
         let per_image = g.op("ReduceSum", &[is_kept, ax1], vec![attr_i("keepdims", 0)]);
         let most = reduce_max(g, per_image, &[0]);
@@ -754,6 +660,7 @@ pub fn emit(
         &[labels, top_idx],
         vec![attr_i("axis", 1)],
     );
+    let k_axes = i64s(g, &[2]);
     let t3 = g.op("Unsqueeze", &[top, k_axes], vec![]);
     let dets = g.op("Concat", &[out_boxes, t3], vec![attr_i("axis", 2)]);
     let valid3 = g.op("Unsqueeze", &[valid, k_axes], vec![]);

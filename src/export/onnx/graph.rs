@@ -298,6 +298,11 @@ impl OnnxGraph {
         id
     }
 
+    /// `x` converted to the ONNX element type `to` (`proto::data_type`).
+    pub fn cast(&mut self, x: ValueId, to: i32) -> ValueId {
+        self.op("Cast", &[x], vec![attr_i("to", i64::from(to))])
+    }
+
     /// A node with one output.
     pub fn op(
         &mut self,

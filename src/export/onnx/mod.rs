@@ -9,6 +9,7 @@ mod end2end_mmdet;
 mod end2end_reppoints;
 mod end2end_yolo;
 pub mod graph;
+mod nms;
 mod per_image;
 mod preprocess;
 pub mod proto;

@@ -54,10 +54,6 @@ fn row4(g: &mut OnnxGraph, x: ValueId, idx: [i64; 4]) -> ValueId {
     g.op("Unsqueeze", &[r, ax], vec![])
 }
 
-fn cast(g: &mut OnnxGraph, x: ValueId, to: i32) -> ValueId {
-    g.op("Cast", &[x], vec![attr_i("to", i64::from(to))])
-}
-
 /// Declares the inputs of `flavour` (export size `(h, w)`).
 pub fn declare(g: &mut OnnxGraph, flavour: Flavour, batch: &Dim, (h, w): (i64, i64)) -> PerImage {
     let dims = |n: i64| vec![batch.clone(), Dim::Fixed(n)];
@@ -72,7 +68,7 @@ pub fn declare(g: &mut OnnxGraph, flavour: Flavour, batch: &Dim, (h, w): (i64, i
     match flavour {
         Flavour::Mmdet => {
             let one = g.op("Reciprocal", &[sf4], vec![]);
-            let scale = cast(g, one, data_type::FLOAT);
+            let scale = g.cast(one, data_type::FLOAT);
             let shape = g.input_with_default(
                 "img_shape",
                 data_type::INT64,
@@ -82,7 +78,7 @@ pub fn declare(g: &mut OnnxGraph, flavour: Flavour, batch: &Dim, (h, w): (i64, i
                 (vec![1, 2], bytes(&[h, w], i64::to_le_bytes)),
             );
             let b = row4(g, shape, [1, 0, 1, 0]);
-            let bound = cast(g, b, data_type::FLOAT);
+            let bound = g.cast(b, data_type::FLOAT);
             PerImage {
                 flavour,
                 scale,
@@ -91,7 +87,7 @@ pub fn declare(g: &mut OnnxGraph, flavour: Flavour, batch: &Dim, (h, w): (i64, i
             }
         }
         Flavour::Mmyolo => {
-            let scale = cast(g, sf4, data_type::FLOAT);
+            let scale = g.cast(sf4, data_type::FLOAT);
             let pad = g.input_with_default(
                 "pad_param",
                 data_type::FLOAT,
@@ -111,7 +107,7 @@ pub fn declare(g: &mut OnnxGraph, flavour: Flavour, batch: &Dim, (h, w): (i64, i
                 ),
             );
             let b = row4(g, ori, [1, 0, 1, 0]);
-            let bound = cast(g, b, data_type::FLOAT);
+            let bound = g.cast(b, data_type::FLOAT);
             PerImage {
                 flavour,
                 scale,

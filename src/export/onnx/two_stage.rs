@@ -26,13 +26,14 @@
 //! proposals there; onnxruntime runs all of it (tests/fixtures/generate/check_onnx.py).
 
 use super::end2end::{
-    apply_deltas, delta_boxes, denormalise_deltas, flatten_anchors, gather_rows, i64s, nms_kept,
-    reduce_max, split_pairs, top_candidates, top_k_of, LevelShape, OnnxDecoder, NOT_A_CANDIDATE,
+    apply_deltas, both_sides_above, delta_boxes, denormalise_deltas, flatten_anchors, gather_rows,
+    i64s, top_candidates, top_k_of, LevelShape, OnnxDecoder, NOT_A_CANDIDATE,
 };
-use super::graph::{attr_i, attr_ints, Dim, OnnxGraph, ValueId};
+use super::graph::{attr_i, Dim, OnnxGraph, ValueId};
+use super::nms::batched_nms;
 use super::per_image::{self, PerImage};
 use super::proto::data_type;
-use super::write::OutputDoc;
+use super::write::{level_outputs, LevelGroup, OutputDoc};
 use super::{ExportError, OnnxHeadOutputs, OnnxOptions};
 use crate::models::{Flavour, HeadOutputs};
 use crate::postprocess::{NmsCfg, TestCfg};
@@ -78,10 +79,6 @@ fn stage<'a>(cfg: &'a TestCfg, key: &str) -> Result<&'a TestCfg, ExportError> {
             format!("test_cfg.{key}: required by a two-stage detector"),
         )
     })
-}
-
-fn cast(g: &mut OnnxGraph, x: ValueId, to: i32) -> ValueId {
-    g.op("Cast", &[x], vec![attr_i("to", i64::from(to))])
 }
 
 /// The graph after the RPN's raw outputs `heads` (shapes from the probe `raw`): the outputs to
@@ -174,7 +171,7 @@ pub(super) fn emit(
         ));
         return Ok(outputs);
     }
-    let rpn_groups = [
+    let rpn_groups: [LevelGroup; 2] = [
         (
             "rpn_cls_score",
             &heads.cls_scores,
@@ -188,24 +185,10 @@ pub(super) fn emit(
             "RPN anchor deltas",
         ),
     ];
-    for (prefix, values, shapes, doc) in rpn_groups {
-        for (i, (&v, t)) in values.iter().zip(shapes.iter()).enumerate() {
-            let s = t.size();
-            outputs.push((
-                v,
-                OutputDoc {
-                    name: format!("{prefix}_{i}"),
-                    shape: std::iter::once(batch.clone())
-                        .chain(s[1..].iter().map(|&n| Dim::Fixed(n)))
-                        .collect(),
-                    elem_type: data_type::FLOAT,
-                    doc: format!("{doc}, level {i} (stride {})", levels[i].stride.0),
-                },
-            ));
-        }
-    }
+    // Float32 already: `--half` is refused above.
+    outputs.extend(level_outputs(g, &rpn_groups, batch, det.strides(), false));
     // Only the image's proposals: the first `count` rows (valid rows come first, by score).
-    let valid = cast(g, props.valid, data_type::INT64);
+    let valid = g.cast(props.valid, data_type::INT64);
     let ax1 = i64s(g, &[1]);
     let count = g.op("ReduceSum", &[valid, ax1], vec![attr_i("keepdims", 0)]);
     // A `TopK` with the count as K (the rows are sorted already): tract runs it, where its
@@ -308,27 +291,10 @@ fn proposals(
         |g: &mut OnnxGraph, parts: &[ValueId]| g.op("Concat", parts, vec![attr_i("axis", 1)]);
     let (values, boxes, labels) = (cat1(g, &vs), cat1(g, &bs), cat1(g, &ls));
     // `if cfg.get('min_bbox_size', -1) >= 0`: `w > m & h > m` (`rescale=False`: input pixels).
-    let mask = match cfg.min_bbox_size.filter(|&m| m >= 0.0) {
-        Some(m) => {
-            let (lo, hi) = split_pairs(g, boxes);
-            let wh = g.op("Sub", &[hi, lo], vec![]);
-            let m = g.const_f32("min_bbox_size", vec![], &[m as f32]);
-            let big = g.op("Greater", &[wh, m], vec![]);
-            let big = cast(g, big, data_type::INT32);
-            let both = if g.opset() >= 18 {
-                let ax = i64s(g, &[2]);
-                g.op("ReduceMin", &[big, ax], vec![attr_i("keepdims", 0)])
-            } else {
-                g.op(
-                    "ReduceMin",
-                    &[big],
-                    vec![attr_ints("axes", &[2]), attr_i("keepdims", 0)],
-                )
-            };
-            Some(cast(g, both, data_type::BOOL))
-        }
-        None => None,
-    };
+    let mask = cfg
+        .min_bbox_size
+        .filter(|&m| m >= 0.0)
+        .map(|m| both_sides_above(g, boxes, m as f32));
     // `assert with_nms` upstream: an RPN always suppresses.
     let nms = cfg
         .nms
@@ -370,73 +336,6 @@ fn keep_count(max_per_img: i64, nms: &NmsCfg, total: i64) -> i64 {
         k = k.min(m as i64);
     }
     k.min(total).max(1)
-}
-
-/// mmcv `batched_nms(boxes [1, K, 4], scores [1, K], idxs [1, K])` over the candidates `mask`
-/// keeps: the candidates' scores where kept, `NOT_A_CANDIDATE` elsewhere (as `end2end::emit`
-/// does for one-stage heads: offsets `idx · (max coordinate + 1)` unless `class_agnostic`, one
-/// NMS below `split_thr` candidates, one per index from there on, chosen by the count).
-fn batched_nms(
-    g: &mut OnnxGraph,
-    (boxes, values, labels, mask): (ValueId, ValueId, ValueId, Option<ValueId>),
-    classes: i64,
-    k_cands: i64,
-    nms: Option<&NmsCfg>,
-) -> ValueId {
-    let not_cand = g.const_f32("not_a_candidate", vec![], &[NOT_A_CANDIDATE]);
-    let values = match mask {
-        Some(m) => g.op("Where", &[m, values, not_cand], vec![]),
-        None => values,
-    };
-    let Some(n) = nms else {
-        // `nms_cfg=None`: only sorted (the caller's TopK).
-        return values;
-    };
-    let k_axes = i64s(g, &[2]);
-    let nms_boxes = if n.class_agnostic {
-        boxes
-    } else {
-        let masked = match mask {
-            Some(m) => {
-                let m3 = g.op("Unsqueeze", &[m, k_axes], vec![]);
-                let ninf = g.const_f32("minus_inf", vec![], &[f32::NEG_INFINITY]);
-                g.op("Where", &[m3, boxes, ninf], vec![])
-            }
-            None => boxes,
-        };
-        let maxc = reduce_max(g, masked, &[1, 2]);
-        let one = g.const_f32("one", vec![], &[1.0]);
-        let step = g.op("Add", &[maxc, one], vec![]);
-        let lf = cast(g, labels, data_type::FLOAT);
-        let lf = g.op("Unsqueeze", &[lf, k_axes], vec![]);
-        let off = g.op("Mul", &[lf, step], vec![]);
-        g.op("Add", &[boxes, off], vec![])
-    };
-    let one_axis = i64s(g, &[1]);
-    let all = g.op("Unsqueeze", &[values, one_axis], vec![]);
-    let single = nms_kept(g, n.iou_threshold, nms_boxes, all, values);
-    if k_cands < n.split_thr as i64 {
-        return single;
-    }
-    let ids: Vec<i64> = (0..classes).collect();
-    let class_ids = g.const_i64("class_ids", vec![1, 1, classes], &ids);
-    let l3 = g.op("Unsqueeze", &[labels, k_axes], vec![]);
-    let is_class = g.op("Equal", &[l3, class_ids], vec![]);
-    let v3 = g.op("Unsqueeze", &[values, k_axes], vec![]);
-    let rows = g.op("Where", &[is_class, v3, not_cand], vec![]);
-    let rows = g.op("Transpose", &[rows], vec![attr_ints("perm", &[0, 2, 1])]);
-    let split = nms_kept(g, n.iou_threshold, nms_boxes, rows, values);
-    let half = g.const_f32("kept_threshold", vec![], &[NOT_A_CANDIDATE / 2.0]);
-    let is_cand = g.op("Greater", &[values, half], vec![]);
-    let is_cand = cast(g, is_cand, data_type::INT64);
-    let count = g.op(
-        "ReduceSum",
-        &[is_cand, one_axis],
-        vec![attr_i("keepdims", 1)],
-    );
-    let thr = g.const_i64("split_thr", vec![], &[n.split_thr as i64]);
-    let below = g.op("Less", &[count, thr], vec![]);
-    g.op("Where", &[below, single, split], vec![])
 }
 
 /// `delta2bbox` (`delta_xywh_bbox_coder.py:270-361`) of `deltas [..., 4]` on `rois [..., 4]`

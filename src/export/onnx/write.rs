@@ -17,7 +17,7 @@ use prost::Message;
 use tch::{Kind, Tensor};
 
 use super::end2end::{self, LevelShape};
-use super::graph::{attr_i, Dim, OnnxGraph, ValueId};
+use super::graph::{Dim, OnnxGraph, ValueId};
 use super::preprocess::{input_size, preprocess_json};
 use super::proto::data_type;
 use super::{ExportError, OnnxOptions, OnnxReport, IR_VERSION};
@@ -30,6 +30,52 @@ pub(crate) struct OutputDoc {
     pub shape: Vec<Dim>,
     pub elem_type: i32,
     pub doc: String,
+}
+
+/// One output group: name prefix, its graph value and raw tch output per level, description.
+pub(super) type LevelGroup<'a> = (&'a str, &'a [ValueId], &'a [Tensor], &'a str);
+
+/// The declared outputs `{prefix}_{i}` of each group, level by level: the batch dimension, then
+/// the raw output's other dimensions; float32 (a `Cast` after each with `half`). Shared by the
+/// one-stage raw outputs and the two-stage RPN outputs (`two_stage.rs`).
+pub(super) fn level_outputs(
+    g: &mut OnnxGraph,
+    groups: &[LevelGroup],
+    batch: &Dim,
+    strides: &[(f64, f64)],
+    half: bool,
+) -> Vec<(ValueId, OutputDoc)> {
+    let mut outputs = Vec::new();
+    for &(prefix, values, shapes, doc) in groups {
+        for (i, (&v, t)) in values.iter().zip(shapes.iter()).enumerate() {
+            let s = t.size();
+            let v = float32(g, v, half);
+            outputs.push((
+                v,
+                OutputDoc {
+                    name: format!("{prefix}_{i}"),
+                    shape: std::iter::once(batch.clone())
+                        .chain(s[1..].iter().map(|&n| Dim::Fixed(n)))
+                        .collect(),
+                    elem_type: data_type::FLOAT,
+                    doc: format!(
+                        "{doc}, level {i} (stride {})",
+                        strides.get(i).map(|s| s.0).unwrap_or(0.0)
+                    ),
+                },
+            ));
+        }
+    }
+    outputs
+}
+
+/// `v` as float32: a `Cast` when the graph computes in float16.
+fn float32(g: &mut OnnxGraph, v: ValueId, half: bool) -> ValueId {
+    if half {
+        g.cast(v, data_type::FLOAT)
+    } else {
+        v
+    }
 }
 
 fn dim_json(d: &Dim) -> serde_json::Value {
@@ -103,22 +149,12 @@ pub fn export_onnx(
                      (channel order and mean/std: see the .preprocess.json)";
     let input = g.input("input", data_type::FLOAT, input_dims.clone(), input_doc);
     let x = if half {
-        g.op(
-            "Cast",
-            &[input],
-            vec![attr_i("to", data_type::FLOAT16 as i64)],
-        )
+        g.cast(input, data_type::FLOAT16)
     } else {
         input
     };
     let heads = det.emit_onnx(&mut g, x)?;
-    let f32_of = |g: &mut OnnxGraph, v: ValueId| {
-        if half {
-            g.op("Cast", &[v], vec![attr_i("to", data_type::FLOAT as i64)])
-        } else {
-            v
-        }
-    };
+    let f32_of = |g: &mut OnnxGraph, v: ValueId| float32(g, v, half);
     let mut outputs: Vec<(ValueId, OutputDoc)> = Vec::new();
     if det.onnx_roi_head().is_some() {
         // Two-stage: proposals, RoIAlign and the box head in the graph (`two_stage.rs`).
@@ -165,7 +201,7 @@ pub fn export_onnx(
             },
         ));
     } else {
-        let groups = [
+        let groups: [LevelGroup; 4] = [
             (
                 "cls_score",
                 &heads.cls_scores,
@@ -192,26 +228,7 @@ pub fn export_onnx(
                 "centerness logits (before sigmoid)",
             ),
         ];
-        for (prefix, values, shapes, doc) in groups {
-            for (i, (&v, t)) in values.iter().zip(shapes.iter()).enumerate() {
-                let s = t.size();
-                let v = f32_of(&mut g, v);
-                outputs.push((
-                    v,
-                    OutputDoc {
-                        name: format!("{prefix}_{i}"),
-                        shape: std::iter::once(batch.clone())
-                            .chain(s[1..].iter().map(|&n| Dim::Fixed(n)))
-                            .collect(),
-                        elem_type: data_type::FLOAT,
-                        doc: format!(
-                            "{doc}, level {i} (stride {})",
-                            det.strides().get(i).map(|s| s.0).unwrap_or(0.0)
-                        ),
-                    },
-                ));
-            }
-        }
+        outputs = level_outputs(&mut g, &groups, &batch, det.strides(), half);
     }
     let docs: Vec<OutputDoc> = outputs.iter().map(|(_, d)| d.clone()).collect();
     for (v, d) in &outputs {

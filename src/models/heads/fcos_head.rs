@@ -243,16 +243,6 @@ impl DenseHead for FcosHead {
         g: &mut OnnxGraph,
         feats: &[ValueId],
     ) -> Result<OnnxHeadOutputs, ExportError> {
-        let levels = self.strides.len();
-        if feats.len() != levels {
-            return Err(ExportError::InvalidOption {
-                option: "--input-size",
-                message: format!(
-                    "FCOSHead: {} feature levels for {levels} strides",
-                    feats.len()
-                ),
-            });
-        }
         let tower = |g: &mut OnnxGraph, convs: &[ConvModule], x: ValueId| {
             convs.iter().try_fold(x, |y, conv| conv.emit_onnx(g, y))
         };

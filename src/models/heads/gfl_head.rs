@@ -148,16 +148,6 @@ impl DenseHead for GflHead {
         g: &mut OnnxGraph,
         feats: &[ValueId],
     ) -> Result<OnnxHeadOutputs, ExportError> {
-        let levels = self.anchors.strides.len();
-        if feats.len() != levels {
-            return Err(ExportError::InvalidOption {
-                option: "--input-size",
-                message: format!(
-                    "GFLHead: {} feature levels for {levels} anchor strides",
-                    feats.len()
-                ),
-            });
-        }
         let mut out = OnnxHeadOutputs::default();
         for (l, &x) in feats.iter().enumerate() {
             let cls_feat = emit_tower(g, &self.cls_convs, x)?;

@@ -425,16 +425,6 @@ impl DenseHead for RepPointsHead {
         g: &mut OnnxGraph,
         feats: &[ValueId],
     ) -> Result<OnnxHeadOutputs, ExportError> {
-        let levels = self.strides.len();
-        if feats.len() != levels {
-            return Err(ExportError::InvalidOption {
-                option: "--input-size",
-                message: format!(
-                    "RepPointsHead: {} feature levels for {levels} point strides",
-                    feats.len()
-                ),
-            });
-        }
         let (a, b) = (&self.cls_conv, &self.pts_refine_conv);
         if a.geometry != b.geometry || a.weight.size()[2..] != b.weight.size()[2..] {
             return Err(ExportError::unsupported(

@@ -155,14 +155,7 @@ impl SingleRoiExtractor {
         for l in 1..self.layers.len() {
             let bound = g.const_f32("level_bound", vec![], &[(1u64 << l) as f32]);
             let ge = g.op("GreaterOrEqual", &[v, bound], vec![]);
-            let ge = g.op(
-                "Cast",
-                &[ge],
-                vec![attr_i(
-                    "to",
-                    i64::from(crate::export::onnx::proto::data_type::INT64),
-                )],
-            );
+            let ge = g.cast(ge, crate::export::onnx::proto::data_type::INT64);
             level = g.op("Add", &[level, ge], vec![]);
         }
         let (ph, pw) = self.layers[0].output_size;
