@@ -363,6 +363,28 @@ pub(super) fn gather_rows(g: &mut OnnxGraph, x: ValueId, idx: ValueId) -> ValueI
     g.op("GatherElements", &[x, idx4], vec![attr_i("axis", 1)])
 }
 
+/// mmdeploy's outputs from the top `K` rows (`top_k_of`: scores `top [B, K]`, indices `idx`,
+/// `valid` rows): `dets [B, K, 5]` (the gathered boxes `boxes_k [B, K, 4]` and the score) and
+/// `labels [B, K]` (of `labels [B, M]` at `idx`); rows past an image's detections are zero in
+/// `dets` and -1 in `labels`. `ax2` is the caller's int64 constant `[2]`. Shared by the one-stage
+/// `emit` and the two-stage box head (`two_stage.rs`).
+pub(super) fn dets_and_labels(
+    g: &mut OnnxGraph,
+    (boxes_k, labels): (ValueId, ValueId),
+    (top, idx, valid): (ValueId, ValueId, ValueId),
+    ax2: ValueId,
+) -> (ValueId, ValueId) {
+    let out_labels = g.op("GatherElements", &[labels, idx], vec![attr_i("axis", 1)]);
+    let t3 = g.op("Unsqueeze", &[top, ax2], vec![]);
+    let dets = g.op("Concat", &[boxes_k, t3], vec![attr_i("axis", 2)]);
+    let valid3 = g.op("Unsqueeze", &[valid, ax2], vec![]);
+    let zero = g.const_f32("zero", vec![], &[0.0]);
+    let dets = g.op("Where", &[valid3, dets, zero], vec![]);
+    let minus_one = g.const_i64("no_label", vec![], &[-1]);
+    let labels = g.op("Where", &[valid, out_labels, minus_one], vec![]);
+    (dets, labels)
+}
+
 /// Appends decoding, NMS and the final selection after the raw head outputs (float32 values).
 pub fn emit(
     g: &mut OnnxGraph,
@@ -655,18 +677,7 @@ pub fn emit(
         Flavour::Mmyolo => meta.clamp(g, out_boxes),
         Flavour::Mmdet => out_boxes,
     };
-    let out_labels = g.op(
-        "GatherElements",
-        &[labels, top_idx],
-        vec![attr_i("axis", 1)],
-    );
     let k_axes = i64s(g, &[2]);
-    let t3 = g.op("Unsqueeze", &[top, k_axes], vec![]);
-    let dets = g.op("Concat", &[out_boxes, t3], vec![attr_i("axis", 2)]);
-    let valid3 = g.op("Unsqueeze", &[valid, k_axes], vec![]);
-    let zero = g.const_f32("zero", vec![], &[0.0]);
-    let dets = g.op("Where", &[valid3, dets, zero], vec![]);
-    let minus_one = g.const_i64("no_label", vec![], &[-1]);
-    let labels = g.op("Where", &[valid, out_labels, minus_one], vec![]);
+    let (dets, labels) = dets_and_labels(g, (out_boxes, labels), (top, top_idx, valid), k_axes);
     Ok(End2EndOutputs { dets, labels, rows })
 }

@@ -26,8 +26,9 @@
 //! proposals there; onnxruntime runs all of it (tests/fixtures/generate/check_onnx.py).
 
 use super::end2end::{
-    apply_deltas, both_sides_above, delta_boxes, denormalise_deltas, flatten_anchors, gather_rows,
-    i64s, top_candidates, top_k_of, LevelShape, OnnxDecoder, NOT_A_CANDIDATE,
+    apply_deltas, both_sides_above, delta_boxes, denormalise_deltas, dets_and_labels,
+    flatten_anchors, gather_rows, i64s, top_candidates, top_k_of, LevelShape, OnnxDecoder,
+    NOT_A_CANDIDATE,
 };
 use super::graph::{attr_i, Dim, OnnxGraph, ValueId};
 use super::nms::batched_nms;
@@ -445,13 +446,6 @@ fn detections(
     let kk = i64s(g, &[k_out]);
     let (top, idx, ok) = top_k_of(g, kept, kk, NOT_A_CANDIDATE / 2.0);
     let out_boxes = gather_rows(g, boxes, idx);
-    let out_labels = g.op("GatherElements", &[labels, idx], vec![attr_i("axis", 1)]);
-    let t3 = g.op("Unsqueeze", &[top, ax2], vec![]);
-    let dets = g.op("Concat", &[out_boxes, t3], vec![attr_i("axis", 2)]);
-    let ok3 = g.op("Unsqueeze", &[ok, ax2], vec![]);
-    let zero = g.const_f32("zero", vec![], &[0.0]);
-    let dets = g.op("Where", &[ok3, dets, zero], vec![]);
-    let minus_one = g.const_i64("no_label", vec![], &[-1]);
-    let labels = g.op("Where", &[ok, out_labels, minus_one], vec![]);
+    let (dets, labels) = dets_and_labels(g, (out_boxes, labels), (top, idx, ok), ax2);
     Ok((dets, labels, k_out))
 }
